@@ -1,0 +1,76 @@
+"""One Settings object for the whole package, read from PATENTRANK_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"
+DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+PATENT_INSTRUCTION = (
+    "Given a patent search query, retrieve patent passages that describe the same or a closely "
+    "related technical solution (prior art)"
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of patentrank; each field is also `PATENTRANK_<NAME>` in the environment.
+
+    Example:
+        >>> Settings(reranker_model="/models/qwen3-reranker").reranker_model
+        '/models/qwen3-reranker'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PATENTRANK_", extra="ignore")
+
+    # Models: a hub id, a local folder, or "none" to disable the stage.
+    reranker_model: str = DEFAULT_RERANKER
+    embedder_model: str = DEFAULT_EMBEDDER
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_length: int = Field(8192, ge=64, description="Reranker prompt length limit in tokens")
+    embedder_max_length: int = Field(8192, ge=16)
+    embedding_dim: int | None = Field(None, ge=32, description="MRL output size; None = model's full size")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch default")
+
+    # Batching inside one model call.
+    batch_tokens: int = Field(16384, ge=64, description="Padded tokens per forward pass")
+    max_batch_size: int = Field(64, ge=1)
+
+    # Remote model servers (vLLM / OpenAI-compatible); a comma-separated list gives failover.
+    reranker_url: str | None = None
+    embedder_url: str | None = None
+    remote_timeout_s: float = 60.0
+
+    # Index and search.
+    index_dir: Path = Path(".patentrank/index")
+    vector_store: str = Field("faiss", description="'faiss', or a Milvus URI / Milvus Lite path")
+    milvus_token: str | None = None
+    rerank_candidates: int = Field(50, ge=1, le=1000)
+    instruction: str = PATENT_INSTRUCTION
+
+    # Server.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    max_documents: int = Field(1000, ge=1, description="Documents per rerank request")
+    max_document_chars: int = Field(100_000, ge=1)
+    max_inputs: int = Field(2048, ge=1, description="Inputs per embeddings request")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    batch_wait_ms: float = Field(5.0, ge=0.0)
+    queue_size: int = Field(256, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    cache_size: int = Field(100_000, ge=0)
+    cache_url: str | None = None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

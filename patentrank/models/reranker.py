@@ -1,0 +1,177 @@
+"""`Reranker`: scores (query, document) pairs with a Qwen3-style yes/no reranker, in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from patentrank.config import DEFAULT_RERANKER
+from patentrank.errors import InputError, ModelLoadError
+from patentrank.models.loading import load_pretrained, resolve_device, resolve_dtype
+from patentrank.models.prompt import EncodedPair, Qwen3Prompt
+from patentrank.models.scorer import YesNoScorer
+
+
+@dataclass(frozen=True, slots=True)
+class RankResult:
+    """One ranked document: its position in the input, its score and its text."""
+
+    index: int
+    score: float
+    document: str
+
+
+@dataclass(slots=True)
+class RerankOutput:
+    """Scores in input order plus the token usage of the call."""
+
+    scores: list[float]
+    logits: list[float]
+    prompt_tokens: int
+    truncated: list[int] = field(default_factory=list)
+
+
+def validate_request(query: str, documents: Sequence[str]) -> None:
+    """Reject what the model cannot answer: an empty query, no documents, non-string documents."""
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("query must be a non-empty string", field="query")
+    if isinstance(documents, str) or not isinstance(documents, Sequence):
+        raise InputError("documents must be a list of strings", field="documents")
+    if len(documents) == 0:
+        raise InputError("documents must contain at least one document", field="documents")
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, str):
+            raise InputError(f"documents[{i}] must be a string", field=f"documents[{i}]")
+
+
+class Reranker:
+    """A Qwen3-Reranker (0.6B, 4B, 8B, or any Qwen3-style yes/no reranker) loaded in-process.
+
+    Scores follow the model card exactly: P(yes) = sigmoid(l_yes - l_no) at the last prompt token,
+    computed in float32 whatever the model's dtype.
+
+    Example:
+        >>> reranker = Reranker("Qwen/Qwen3-Reranker-0.6B")      # or a local folder
+        >>> reranker.score("image denoising", ["U-Net removes image noise", "a gearbox"])
+        [0.93, 0.01]
+        >>> reranker.rank("image denoising", ["a gearbox", "U-Net removes image noise"])[0].index
+        1
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_RERANKER,
+        *,
+        device: str = "auto",
+        dtype: str | torch.dtype | None = None,
+        max_length: int = 8192,
+        batch_tokens: int | None = None,
+        max_batch_size: int = 64,
+        num_threads: int | None = None,
+    ) -> None:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        self.model_name = model
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        config = load_pretrained(AutoConfig, model, "reranker")
+        if not any(a.endswith("ForCausalLM") for a in (config.architectures or [])):
+            raise ModelLoadError(
+                f"reranker model {model!r} is a {config.architectures}, not a causal LM: patentrank needs a "
+                "Qwen3-style yes/no reranker such as Qwen/Qwen3-Reranker-0.6B"
+            )
+        self.tokenizer = load_pretrained(AutoTokenizer, model, "reranker")
+        yes_id = self.tokenizer.convert_tokens_to_ids("yes")
+        no_id = self.tokenizer.convert_tokens_to_ids("no")
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        unknown = self.tokenizer.unk_token_id
+        if None in (yes_id, no_id, im_end) or unknown in (yes_id, no_id, im_end):
+            raise ModelLoadError(
+                f"reranker model {model!r} has no 'yes'/'no'/'<|im_end|>' tokens: not a Qwen3-style reranker"
+            )
+        lm = load_pretrained(AutoModelForCausalLM, model, "reranker", dtype=self.dtype)
+        lm.to(self.device).eval()
+        pad_id = self.tokenizer.pad_token_id
+        if batch_tokens is None:
+            batch_tokens = 65536 if self.device.type == "cuda" else 8192
+        self.scorer = YesNoScorer(
+            lm, yes_id, no_id, pad_id if pad_id is not None else 0, batch_tokens, max_batch_size
+        )
+        self.prompt = Qwen3Prompt(self.tokenizer, max_length=max_length)
+        self.max_length = max_length
+        self.config = config
+
+    @classmethod
+    def from_settings(cls, settings: object | None = None) -> Reranker:
+        """Build from a `Settings` (the environment's by default)."""
+        from patentrank.config import get_settings
+
+        s = settings or get_settings()
+        return cls(
+            s.reranker_model,  # type: ignore[attr-defined]
+            device=s.device,  # type: ignore[attr-defined]
+            dtype=s.dtype,  # type: ignore[attr-defined]
+            max_length=s.max_length,  # type: ignore[attr-defined]
+            batch_tokens=s.batch_tokens,  # type: ignore[attr-defined]
+            max_batch_size=s.max_batch_size,  # type: ignore[attr-defined]
+            num_threads=s.num_threads,  # type: ignore[attr-defined]
+        )
+
+    def encode(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+    ) -> list[EncodedPair]:
+        """Prompt token ids for each document; the batching layer scores these with `score_encoded`."""
+        validate_request(query, documents)
+        return self.prompt.encode(query, list(documents), instruction, max_tokens_per_doc)
+
+    def score_encoded(
+        self, pairs: Sequence[EncodedPair], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Raw logit differences l_yes - l_no for already encoded prompts, in order."""
+        return self.scorer.logits([p.input_ids for p in pairs], progress=progress)
+
+    def compute(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+    ) -> RerankOutput:
+        """Scores, raw logits and token usage for one query and its documents."""
+        pairs = self.encode(query, documents, instruction, max_tokens_per_doc)
+        logits = self.score_encoded(pairs)
+        scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        return RerankOutput(
+            scores=scores.tolist(),
+            logits=logits.tolist(),
+            prompt_tokens=sum(len(p.input_ids) for p in pairs),
+            truncated=[i for i, p in enumerate(pairs) if p.truncated],
+        )
+
+    def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
+        """P(yes) for each document, in input order."""
+        return self.compute(query, documents, instruction).scores
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        instruction: str | None = None,
+    ) -> list[RankResult]:
+        """Documents sorted by score (best first), each with its input index; `top_n` keeps the best n."""
+        scores = self.score(query, documents, instruction)
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        if top_n is not None and top_n > 0:
+            order = order[:top_n]
+        return [RankResult(i, scores[i], documents[i]) for i in order]
+
