@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from patentrank.testing import build_random_qwen3, find_shared_dir  # noqa: E402
+from patentrank.testing import build_random_qwen3, find_shared_dir
 
 SHARED = find_shared_dir()
 needs_shared = pytest.mark.skipif(
@@ -42,7 +42,9 @@ def tiny_reranker_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_embedder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Qwen3Model (embedding layout) with the real tokenizer."""
     _require_shared()
-    return build_random_qwen3(tmp_path_factory.mktemp("models") / "tiny-embedder", "tiny", "embedding", seed=1)
+    return build_random_qwen3(
+        tmp_path_factory.mktemp("models") / "tiny-embedder", "tiny", "embedding", seed=1
+    )
 
 
 @pytest.fixture(scope="session")

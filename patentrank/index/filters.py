@@ -23,7 +23,9 @@ def date_to_int(value: dt.date | str | int | None) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        value = dt.date.fromisoformat(value[:10]) if "-" in value else dt.datetime.strptime(value[:8], "%Y%m%d")
+        value = (
+            dt.date.fromisoformat(value[:10]) if "-" in value else dt.datetime.strptime(value[:8], "%Y%m%d")
+        )
     return value.year * 10000 + value.month * 100 + value.day
 
 
@@ -72,8 +74,12 @@ class SearchFilter:
 
     def is_empty(self) -> bool:
         return not (
-            self.before or self.after or self.code_prefixes or self.languages
-            or self.jurisdictions or self.exclude_patents
+            self.before
+            or self.after
+            or self.code_prefixes
+            or self.languages
+            or self.jurisdictions
+            or self.exclude_patents
         )
 
     def matches(self, f: PassageFields) -> bool:

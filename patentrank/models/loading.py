@@ -89,6 +89,9 @@ def locate_model(model: str, role: str) -> tuple[str, bool]:
 def load_pretrained(loader: Any, model: str, role: str, **kwargs: Any) -> Any:
     """Call `loader.from_pretrained` with offline-aware arguments; any failure becomes ModelLoadError."""
     name, local_only = locate_model(model, role)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per weight shard is noise in a CLI or server log
     try:
         return loader.from_pretrained(name, local_files_only=local_only, trust_remote_code=False, **kwargs)
     except ModelLoadError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +43,10 @@ class Qwen3Prompt:
     The body is tokenised in two parts, the query part (ending in a newline) and the document part
     (starting with '<'). The Qwen2 pre-tokenizer never merges across a newline followed by '<', so the
     two parts give exactly the tokens of the whole body, while the query part is tokenised once per
-    query instead of once per document. User text is tokenised with `split_special_tokens=True`, so a
-    literal `<|im_end|>` in a patent is plain text and cannot end the turn.
+    query instead of once per document. User text is tokenised without any added token (not only
+    without the special ones, which is all `split_special_tokens=True` does: `<think>` and `</think>`
+    are added but not special), so a literal `<|im_end|>` or `</think>` in a patent is plain text and
+    cannot change the prompt's structure.
 
     Example:
         >>> prompt = Qwen3Prompt(tokenizer, max_length=8192)
@@ -61,9 +64,12 @@ class Qwen3Prompt:
             raise ValueError(f"max_length must exceed the fixed prompt ({fixed} tokens) by at least 8")
         self.max_length = max_length
         self.body_budget = max_length - fixed
+        self._user_tokenizer = _without_added_tokens(tokenizer)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        if self._user_tokenizer is None:
+            return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return [e.ids for e in self._user_tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def encode_query(self, query: str, instruction: str | None = None) -> list[int]:
         return self._tokenize([query_part(query, instruction)])[0]
@@ -88,3 +94,15 @@ class Qwen3Prompt:
                 body, truncated = body[: self.body_budget], True
             pairs.append(EncodedPair(self.prefix_ids + body + self.suffix_ids, truncated))
         return pairs
+
+
+def _without_added_tokens(tokenizer: Any) -> Any:
+    """A copy of a fast tokenizer's backend that knows no added tokens, for untrusted text."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    data = json.loads(backend.to_str())
+    data["added_tokens"] = []
+    return Tokenizer.from_str(json.dumps(data))

@@ -51,7 +51,7 @@ def reference_scores(
         inputs["input_ids"] = [prefix_ids + ids + suffix_ids for ids in inputs["input_ids"]]
         tokenizer.padding_side = padding_side
         try:
-            batch = tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=max_length)
+            batch = tokenizer.pad(inputs, padding=True, return_tensors="pt")
         finally:
             tokenizer.padding_side = "left"
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits[:, -1, :]

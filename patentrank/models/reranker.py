@@ -174,4 +174,3 @@ class Reranker:
         if top_n is not None and top_n > 0:
             order = order[:top_n]
         return [RankResult(i, scores[i], documents[i]) for i in order]
-

@@ -1,0 +1,5 @@
+"""`python -m patentrank` runs the CLI."""
+
+from patentrank.cli import app
+
+app()

@@ -1,0 +1,10 @@
+"""The `patentrank` command line: one typer app, one small module per command group."""
+
+from __future__ import annotations
+
+from patentrank.cli.app import app
+
+# Each module registers its commands on `app` when imported.
+from patentrank.cli import rerank  # noqa: F401  isort: skip
+
+__all__ = ["app"]

@@ -1,0 +1,43 @@
+"""The typer application object and helpers shared by every command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+import typer
+
+# Offline and quiet by default: no hub retries, no telemetry from any library we use.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(
+    name="patentrank",
+    help="Patent search: hybrid retrieval (BM25 + Qwen3-Embedding) and Qwen3-Reranker.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line to stderr and exit; bad input and unloadable models exit with 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def read_lines_from_stdin() -> list[str]:
+    """Non-empty lines of stdin, or [] when stdin is a terminal (nothing piped)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return []
+    return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+
+
+@app.callback()
+def main() -> None:
+    """Patent search: hybrid retrieval (BM25 + Qwen3-Embedding) and Qwen3-Reranker.
+
+    Models come from PATENTRANK_RERANKER_MODEL / PATENTRANK_EMBEDDER_MODEL (hub id or local folder).
+    """
