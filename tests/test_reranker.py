@@ -96,19 +96,38 @@ def test_prefix_and_suffix_are_the_published_token_ids(tiny_reranker: Reranker) 
     assert tiny_reranker.tokenizer.convert_tokens_to_ids(["yes", "no"]) == [9693, 2152]
 
 
+@pytest.mark.parametrize("share_prefix", [True, False], ids=["shared-prefix", "plain"])
 @pytest.mark.parametrize(("batch_tokens", "max_batch_size"), [(64, 1), (300, 4), (4096, 64)])
 def test_fast_path_equals_model_card_reference(
-    tiny_reranker: Reranker, lm, batch_tokens, max_batch_size
+    tiny_reranker: Reranker, lm, batch_tokens, max_batch_size, share_prefix
 ) -> None:
     docs = mixed_documents(21)
     expected = reference_scores(lm, tiny_reranker.tokenizer, QUERY, docs, batch_size=8)
-    tiny_reranker.scorer.batch_tokens, tiny_reranker.scorer.max_batch_size = batch_tokens, max_batch_size
+    scorer = tiny_reranker.scorer
+    scorer.batch_tokens, scorer.max_batch_size = batch_tokens, max_batch_size
+    tiny_reranker.share_prefix = share_prefix
     try:
         got = tiny_reranker.score(QUERY, docs)
     finally:
-        tiny_reranker.scorer.batch_tokens, tiny_reranker.scorer.max_batch_size = 8192, 64
+        scorer.batch_tokens, scorer.max_batch_size, tiny_reranker.share_prefix = 8192, 64, True
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     assert np.ptp(expected) > 0.05, "scores must spread for the comparison to mean anything"
+
+
+def test_pairs_of_several_queries_mixed_in_one_call(tiny_reranker: Reranker, lm) -> None:
+    """The server batches pairs of many requests together: prefixes are grouped, order is kept."""
+    queries = [QUERY, "lithium battery anode", QUERY + "及装置"]
+    docs = [mixed_documents(5, seed=s) for s in range(3)]
+    pairs = [p for q, d in zip(queries, docs, strict=True) for p in tiny_reranker.encode(q, d)]
+    interleaved = pairs[::2] + pairs[1::2]
+    got = tiny_reranker.score_encoded(interleaved)
+    expected = [
+        s
+        for q, d in zip(queries, docs, strict=True)
+        for s in reference_scores(lm, tiny_reranker.tokenizer, q, d)
+    ]
+    expected_logits = np.log(np.array(expected) / (1 - np.array(expected)))
+    np.testing.assert_allclose(got, np.concatenate([expected_logits[::2], expected_logits[1::2]]), atol=1e-4)
 
 
 def test_batched_equals_one_by_one(tiny_reranker: Reranker) -> None:

@@ -31,10 +31,15 @@ def format_body(query: str, document: str, instruction: str | None = None) -> st
 
 @dataclass(frozen=True, slots=True)
 class EncodedPair:
-    """One prompt's token ids, ready for the model, and whether its body was cut."""
+    """One prompt's token ids, ready for the model, and whether its body was cut.
+
+    `shared_len` counts the leading tokens (system prefix, instruction, query) that every document of
+    the same query shares; 0 when truncation reached into the query.
+    """
 
     input_ids: list[int]
     truncated: bool
+    shared_len: int = 0
 
 
 class Qwen3Prompt:
@@ -84,6 +89,7 @@ class Qwen3Prompt:
         """Token ids of each (query, document) prompt, the body cut from its end to fit `max_length`."""
         query_ids = self.encode_query(query, instruction)
         doc_ids = self._tokenize([document_part(d) for d in documents])
+        shared = len(self.prefix_ids) + len(query_ids) if len(query_ids) < self.body_budget else 0
         pairs = []
         for ids in doc_ids:
             truncated = False
@@ -92,7 +98,7 @@ class Qwen3Prompt:
             body = query_ids + ids
             if len(body) > self.body_budget:
                 body, truncated = body[: self.body_budget], True
-            pairs.append(EncodedPair(self.prefix_ids + body + self.suffix_ids, truncated))
+            pairs.append(EncodedPair(self.prefix_ids + body + self.suffix_ids, truncated, shared))
         return pairs
 
 

@@ -71,6 +71,7 @@ class Reranker:
         batch_tokens: int | None = None,
         max_batch_size: int = 64,
         num_threads: int | None = None,
+        share_prefix: bool = True,
     ) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -105,6 +106,7 @@ class Reranker:
         self.prompt = Qwen3Prompt(self.tokenizer, max_length=max_length)
         self.max_length = max_length
         self.config = config
+        self.share_prefix = share_prefix
 
     @classmethod
     def from_settings(cls, settings: object | None = None) -> Reranker:
@@ -136,8 +138,28 @@ class Reranker:
     def score_encoded(
         self, pairs: Sequence[EncodedPair], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        """Raw logit differences l_yes - l_no for already encoded prompts, in order."""
-        return self.scorer.logits([p.input_ids for p in pairs], progress=progress)
+        """Raw logit differences l_yes - l_no for already encoded prompts, in order.
+
+        Pairs of the same query (any order, mixed with other queries' pairs) have the shared part of
+        their prompt computed once; the rest go through plain length-sorted batches.
+        """
+        out = np.empty(len(pairs), dtype=np.float32)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        plain: list[int] = []
+        for i, pair in enumerate(pairs):
+            if self.share_prefix and pair.shared_len:
+                groups.setdefault(tuple(pair.input_ids[: pair.shared_len]), []).append(i)
+            else:
+                plain.append(i)
+        for prefix, members in groups.items():
+            if len(members) < 2:  # nothing to share: batch it with the others instead
+                plain.extend(members)
+                continue
+            tails = [pairs[i].input_ids[len(prefix) :] for i in members]
+            out[members] = self.scorer.logits_shared_prefix(prefix, tails, progress=progress)
+        if plain:
+            out[plain] = self.scorer.logits([pairs[i].input_ids for i in plain], progress=progress)
+        return out
 
     def compute(
         self,
