@@ -1,0 +1,396 @@
+"""`FaissStore`: passage vectors in FAISS (exact, HNSW past a size) with filters pushed into the search."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from patentrank.index.filters import PassageFields, SearchFilter
+from patentrank.index.stores import VectorStoreError, check_ids, check_queries, check_upsert
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "vectors.faiss"
+FIELDS_FILE = "fields.sqlite"
+_SQL_CHUNK = 10_000  # ids per `IN (...)` list; SQLite allows 32766 parameters
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS passages (
+    id INTEGER PRIMARY KEY, slot INTEGER NOT NULL UNIQUE, patent_id TEXT NOT NULL,
+    language TEXT NOT NULL, jurisdiction TEXT NOT NULL, codes TEXT NOT NULL,
+    priority INTEGER NOT NULL, filing INTEGER NOT NULL, publication INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_patent ON passages (patent_id);
+CREATE INDEX IF NOT EXISTS passages_priority ON passages (priority, slot);
+CREATE INDEX IF NOT EXISTS passages_filing ON passages (filing, slot);
+CREATE INDEX IF NOT EXISTS passages_publication ON passages (publication, slot);
+"""
+
+# BLAS for batches of 20+ queries: 5-8x faster exact search than faiss 1.15's default of 128000.
+if faiss.cvar.distance_compute_blas_threshold > 20:
+    faiss.cvar.distance_compute_blas_threshold = 20
+
+
+class FaissStore:
+    """Vectors in a FAISS index, the filterable fields of each passage in a SQLite table beside it.
+
+    Layout of the folder `path`: ``vectors.faiss`` (FAISS ids are internal *slots*) and
+    ``fields.sqlite`` (passage id -> slot and `PassageFields`). Below `hnsw_threshold` live
+    passages the index is exact (IndexFlatIP inside IndexIDMap2); the first `save()` after the
+    count passes it converts the index to HNSW (IndexHNSWFlat, `hnsw_m` links), because building
+    HNSW once from all vectors is much faster than growing it during a bulk load. HNSW cannot
+    remove vectors, so a replaced or deleted passage leaves a dead slot that searches skip; `save()`
+    rebuilds once dead slots pass `compact_fraction` of the index.
+
+    Filters run as SQL (`SearchFilter.to_sql`) over the side table; the matching slots go to FAISS
+    as an IDSelector, so a filtered query returns k results whenever k passages match (exact search
+    for flat indexes and for small matching sets; HNSW with a widened beam otherwise, falling back
+    to exact for any row that comes back short).
+
+    Example:
+        >>> store = FaissStore("/data/index/faiss", dim=1024)
+        >>> store.upsert([1, 2], vectors, [PassageFields("CN1"), PassageFields("US2", codes=("H04L9/32",))])
+        >>> store.search(query_vectors, k=10, flt=SearchFilter(code_prefixes=["H04L"]))
+        [[(2, 0.83)]]
+        >>> store.save()
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        dim: int,
+        *,
+        hnsw_threshold: int = 200_000,
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        exact_filter_limit: int = 20_000,
+        compact_fraction: float = 0.2,
+    ) -> None:
+        if dim < 1:
+            raise VectorStoreError(f"dim must be positive, got {dim}")
+        self.path = Path(path).expanduser()
+        self.dim = dim
+        self.hnsw_threshold = hnsw_threshold
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.exact_filter_limit = exact_filter_limit
+        self.compact_fraction = compact_fraction
+        self._lock = threading.RLock()
+        self._allowed_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._version = 0
+        self._dirty = False
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path / FIELDS_FILE, check_same_thread=False)
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise VectorStoreError(f"cannot open the FAISS store at {str(self.path)!r}: {exc}") from exc
+        self._check_dim()
+        self._index = self._read_index()
+        self._reconcile()
+
+    # ----- opening -----------------------------------------------------------------------------
+
+    def _check_dim(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('dim', ?)", (str(self.dim),))
+            self._db.commit()
+        elif int(row[0]) != self.dim:
+            raise VectorStoreError(
+                f"the index at {str(self.path)!r} holds {row[0]}-d vectors but {self.dim}-d were asked for: "
+                "use the embedder (and embedding_dim) it was built with, or rebuild the index"
+            )
+
+    def _new_index(self, kind: str) -> Any:
+        if kind == "flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = self.ef_construction
+        inner.hnsw.efSearch = self.ef_search
+        return faiss.IndexIDMap2(inner)
+
+    def _read_index(self) -> Any:
+        file = self.path / INDEX_FILE
+        if not file.exists():
+            return self._new_index("flat")
+        try:
+            index = faiss.read_index(str(file))
+        except RuntimeError as exc:
+            raise VectorStoreError(f"the FAISS index {str(file)!r} cannot be read (damaged?): {exc}") from exc
+        if not isinstance(index, faiss.IndexIDMap2) or index.d != self.dim:
+            raise VectorStoreError(f"{str(file)!r} is not a {self.dim}-d patentrank index")
+        return index
+
+    def _reconcile(self) -> None:
+        """Make the side table and the index agree after a crash between their two writes."""
+        slots_in_index = self._index_slots()
+        rows = np.array(self._db.execute("SELECT slot, id FROM passages").fetchall(), dtype=np.int64)
+        rows = rows.reshape(-1, 2)
+        without_vector = rows[~np.isin(rows[:, 0], slots_in_index), 1]
+        if len(without_vector):
+            log.warning("dropping %d passages whose vectors were never saved", len(without_vector))
+            for chunk in _chunks(without_vector):
+                self._db.execute(f"DELETE FROM passages WHERE id IN ({_marks(chunk)})", chunk.tolist())
+            self._db.commit()
+            rows = rows[np.isin(rows[:, 0], slots_in_index)]
+        top = int(max(slots_in_index.max(initial=-1), rows[:, 0].max(initial=-1)))
+        self._slot_ids = np.full(top + 1, -1, dtype=np.int64)
+        self._slot_ids[rows[:, 0]] = rows[:, 1]
+        self._next_slot = top + 1
+        self._count = len(rows)
+        orphans = slots_in_index[self._slot_ids[slots_in_index] < 0]
+        if len(orphans) and self.kind == "flat":
+            self._index.remove_ids(orphans)
+
+    # ----- small helpers -----------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """'flat' (exact) or 'hnsw' (approximate)."""
+        inner = faiss.downcast_index(self._index.index)
+        return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+
+    def _index_slots(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def _slots_of(self, ids: np.ndarray) -> np.ndarray:
+        found: list[tuple[int, int]] = []
+        for chunk in _chunks(ids):
+            sql = f"SELECT slot, id FROM passages WHERE id IN ({_marks(chunk)})"
+            found.extend(self._db.execute(sql, chunk.tolist()).fetchall())
+        return np.array([slot for slot, _ in found], dtype=np.int64)
+
+    def _drop_slots(self, slots: np.ndarray) -> None:
+        if len(slots) == 0:
+            return
+        self._slot_ids[slots] = -1
+        if self.kind == "flat":
+            self._index.remove_ids(slots)
+        # HNSW keeps the vectors as dead slots: searches skip them and save() compacts.
+
+    def _changed(self) -> None:
+        self._version += 1
+        self._dirty = True
+        self._allowed_cache.clear()
+
+    @property
+    def dead(self) -> int:
+        """Vectors still in the index whose passage was replaced or deleted (HNSW only)."""
+        return int(self._index.ntotal) - self._count
+
+    # ----- writing -----------------------------------------------------------------------------
+
+    def upsert(self, ids: Sequence[int], vectors: np.ndarray, fields: Sequence[PassageFields]) -> None:
+        """Insert or replace passages (same id = replace); durable after `save()`."""
+        id_array, matrix, fields = check_upsert(ids, vectors, fields, self.dim)
+        if len(id_array) == 0:
+            return
+        with self._lock:
+            old_slots = self._slots_of(id_array)
+            self._drop_slots(old_slots)
+            slots = np.arange(self._next_slot, self._next_slot + len(id_array), dtype=np.int64)
+            self._index.add_with_ids(matrix, slots)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (int(i), int(s), f.patent_id, f.language, f.jurisdiction.upper(), f.codes_text,
+                     int(f.priority), int(f.filing), int(f.publication))
+                    for i, s, f in zip(id_array, slots, fields, strict=True)
+                ],
+            )  # fmt: skip
+            self._next_slot += len(id_array)
+            if len(self._slot_ids) < self._next_slot:
+                grown = np.full(max(self._next_slot, 2 * len(self._slot_ids)), -1, dtype=np.int64)
+                grown[: len(self._slot_ids)] = self._slot_ids
+                self._slot_ids = grown
+            self._slot_ids[slots] = id_array
+            self._count += len(id_array) - len(old_slots)
+            self._changed()
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove passages by id; unknown ids are ignored."""
+        id_array = check_ids(ids)
+        with self._lock:
+            slots = self._slots_of(id_array)
+            if len(slots) == 0:
+                return
+            self._drop_slots(slots)
+            for chunk in _chunks(id_array):
+                self._db.execute(f"DELETE FROM passages WHERE id IN ({_marks(chunk)})", chunk.tolist())
+            self._count -= len(slots)
+            self._changed()
+
+    def save(self) -> None:
+        """Convert or compact the index if due, write it atomically, then commit the side table."""
+        with self._lock:
+            if not self._dirty and (self.path / INDEX_FILE).exists():
+                return
+            self._maybe_rebuild()
+            file = self.path / INDEX_FILE
+            tmp = file.with_name(file.name + ".tmp")
+            try:
+                faiss.write_index(self._index, str(tmp))
+                with open(tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(tmp, file)  # the index first: a crash now leaves orphans _reconcile drops
+                self._db.commit()
+            except (OSError, RuntimeError, sqlite3.Error) as exc:
+                raise VectorStoreError(f"could not save the FAISS store at {self.path}: {exc}") from exc
+            self._dirty = False
+
+    def _maybe_rebuild(self) -> None:
+        target = "hnsw" if self._count > self.hnsw_threshold else "flat"
+        if self.kind == "flat" and target == "hnsw":
+            log.info("converting %d vectors to HNSW (M=%d); this takes a while", self._count, self.hnsw_m)
+        elif not (self.kind == "hnsw" and self.dead > self.compact_fraction * self._index.ntotal):
+            return
+        slots = self._index_slots()
+        live = self._slot_ids[slots] >= 0
+        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)[live]
+        rebuilt = self._new_index(target)
+        rebuilt.add_with_ids(vectors, slots[live])
+        self._index = rebuilt
+        self._changed()
+
+    # ----- reading -----------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """Number of passages stored."""
+        return self._count
+
+    def get_fields(self, ids: Sequence[int]) -> dict[int, PassageFields]:
+        """The stored fields of these passages (unknown ids are absent)."""
+        id_array = check_ids(ids)
+        out: dict[int, PassageFields] = {}
+        with self._lock:
+            for chunk in _chunks(id_array):
+                sql = (
+                    "SELECT id, patent_id, language, jurisdiction, codes, priority, filing, publication "
+                    f"FROM passages WHERE id IN ({_marks(chunk)})"
+                )
+                for pid, patent, lang, juris, codes, pri, fil, pub in self._db.execute(sql, chunk.tolist()):
+                    codes_tuple = tuple(c for c in codes.split("|") if c)
+                    out[int(pid)] = PassageFields(patent, lang, juris, codes_tuple, pri, fil, pub)
+        return out
+
+    def _allowed(self, flt: SearchFilter | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(matching slots, their bitmap) or None when every vector in the index may be returned."""
+        if (flt is None or flt.is_empty()) and self.dead == 0:
+            return None
+        where, params = flt.to_sql() if flt is not None else ("1=1", [])
+        key = (where, *params)
+        cached = self._allowed_cache.get(key)
+        if cached is None:
+            cursor = self._db.execute(f"SELECT slot FROM passages WHERE {where}", params)
+            slots = np.array([row[0] for row in cursor], dtype=np.int64)
+            cached = (slots, _bitmap(slots, self._next_slot))
+            self._allowed_cache[key] = cached
+            if len(self._allowed_cache) > 32:
+                self._allowed_cache.popitem(last=False)
+        return cached
+
+    def search(
+        self, queries: np.ndarray, k: int, flt: SearchFilter | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """For each query row, up to k (passage id, inner product) pairs, best first, all matching `flt`."""
+        matrix = check_queries(queries, k, self.dim)
+        with self._lock:
+            allowed = self._allowed(flt)
+            if self._count == 0 or (allowed is not None and len(allowed[0]) == 0):
+                return [[] for _ in range(len(matrix))]
+            if self.kind == "flat":
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(allowed[1])) if allowed else None
+                scores, slots = self._index.search(matrix, k, params=params)
+            else:
+                scores, slots = self._search_hnsw(matrix, k, allowed)
+            return [
+                [(int(self._slot_ids[s]), float(d)) for s, d in zip(row_s, row_d, strict=True) if s >= 0]
+                for row_s, row_d in zip(slots, scores, strict=True)
+            ]
+
+    def _search_hnsw(
+        self, matrix: np.ndarray, k: int, allowed: tuple[np.ndarray, np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if allowed is None:
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+            return self._index.search(matrix, k, params=params)
+        n_allowed = len(allowed[0])
+        if n_allowed <= self.exact_filter_limit or n_allowed < 0.02 * self._count:
+            return self._search_exact(matrix, k, allowed[0])
+        # A filter that keeps a fraction s of the passages needs a beam about 1/s times wider.
+        ef = min(int(max(self.ef_search, k) * self._count / n_allowed), 4096)
+        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(allowed[1]), efSearch=max(ef, k))
+        scores, slots = self._index.search(matrix, k, params=params)
+        short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, n_allowed))
+        if len(short):
+            scores[short], slots[short] = self._search_exact(matrix[short], k, allowed[0])
+        return scores, slots
+
+    def _search_exact(self, matrix: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over the matching vectors only, inside HNSW's own flat storage."""
+        index_slots = self._index_slots()  # increasing: slots are appended in order, never reordered
+        positions = np.searchsorted(index_slots, allowed)
+        storage = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(_bitmap(positions, len(index_slots))))
+        scores, found = storage.search(matrix, k, params=params)
+        slots = np.where(found >= 0, index_slots[np.maximum(found, 0)], -1)
+        return scores, slots
+
+    def health(self) -> dict[str, object]:
+        """{'ok', 'detail', 'backend', 'kind', 'count', 'dead', 'path'}; never raises."""
+        try:
+            with self._lock:
+                self._db.execute("SELECT 1").fetchone()
+                return {
+                    "ok": True,
+                    "detail": f"FAISS {self.kind} index, {self._count} passages",
+                    "backend": "faiss",
+                    "kind": self.kind,
+                    "count": self._count,
+                    "dead": self.dead,
+                    "dim": self.dim,
+                    "path": str(self.path),
+                }
+        except Exception as exc:  # health must report, never raise
+            return {"ok": False, "detail": f"FAISS store at {self.path} failed: {exc}", "backend": "faiss"}
+
+    def close(self) -> None:
+        """Save pending changes and release the side table."""
+        with self._lock:
+            if self._dirty:
+                self.save()
+            self._db.close()
+
+    def __enter__(self) -> FaissStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _chunks(values: np.ndarray) -> list[np.ndarray]:
+    return [values[i : i + _SQL_CHUNK] for i in range(0, len(values), _SQL_CHUNK)]
+
+
+def _marks(chunk: np.ndarray) -> str:
+    return ",".join("?" * len(chunk))
+
+
+def _bitmap(members: np.ndarray, size: int) -> np.ndarray:
+    """One bit per id below `size`, set for `members`, in the byte/bit order IDSelectorBitmap reads."""
+    mask = np.zeros(max(size, 1), dtype=bool)
+    mask[members] = True
+    return np.packbits(mask, bitorder="little")
