@@ -1,0 +1,143 @@
+"""`patentrank index`, `delete` and `stats`: build and maintain an index folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentrank.cli.app import app, fail
+
+IndexOption = Annotated[
+    Path | None,
+    typer.Option("--index", "-i", help="Index folder (default: PATENTRANK_INDEX_DIR or .patentrank/index)."),
+]
+
+
+def parse_field_map(spec: str | None) -> dict[str, str] | None:
+    """'id=pub_no,abstract=abs' -> {'id': 'pub_no', 'abstract': 'abs'} (our field = your column)."""
+    if not spec:
+        return None
+    mapping = {}
+    for part in spec.split(","):
+        target, sep, source = part.partition("=")
+        if not sep or not target.strip() or not source.strip():
+            fail(f"--field-map entry {part!r} must look like ourfield=yourcolumn")
+        mapping[target.strip()] = source.strip()
+    return mapping
+
+
+def _count_records(path: Path) -> int | None:
+    """Lines in a plain file, for the progress bar's total and ETA (None for compressed files)."""
+    if path.suffix == ".gz":
+        return None
+    with path.open("rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return max(lines - 1, 0) if path.suffix in (".csv", ".tsv") else lines
+
+
+@app.command()
+def index(
+    files: Annotated[list[Path], typer.Argument(help="Patent files: .jsonl or .csv (optionally .gz).")],
+    index_dir: IndexOption = None,
+    field_map: Annotated[
+        str | None, typer.Option(help="Map our fields to your columns, e.g. 'id=pub_no,abstract=abs'.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Stop at the first malformed record instead of skipping it.")
+    ] = False,
+    embed: Annotated[
+        bool, typer.Option(help="Compute dense vectors (needs the embedder; slow on CPU).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Add or update patents in the index (same id = update). Safe to interrupt: run it again to finish.
+
+    Example: patentrank index patents.jsonl --index ./myindex
+    """
+    from tqdm import tqdm
+
+    from patentrank.config import get_settings
+    from patentrank.corpus import load_patents
+    from patentrank.errors import PatentrankError
+    from patentrank.runtime import load_some_models
+
+    settings = get_settings()
+    mapping = parse_field_map(field_map)
+    for f in files:
+        if not f.is_file():
+            fail(f"{f}: no such file")
+    models, _ = load_some_models(settings, ["embedder"] if embed else [])
+    from patentrank.index.patent_index import PatentIndex
+
+    totals: dict[str, object] = {}
+    try:
+        idx = PatentIndex(
+            index_dir or settings.index_dir,
+            embedder=models.get("embedder"),
+            vector_store=settings.vector_store,
+        )
+        for f in files:
+            stream = load_patents(f, field_map=mapping, strict=strict)
+            with tqdm(total=_count_records(f), desc=f.name, unit="patent", disable=as_json) as bar:
+                report = idx.add(stream, progress=bar.update, batch_size=64 if idx.vectors else 256)
+            summary = report.as_dict()
+            summary["rejected"] = [
+                {"line": line, "reason": reason} for line, reason in stream.report.rejected
+            ]
+            totals[str(f)] = summary
+            if not as_json:
+                typer.echo(
+                    f"{f}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+                    f"{len(stream.report.rejected)} rejected; {report.passages_written} passages written"
+                )
+                for line, reason in stream.report.rejected[:20]:
+                    typer.echo(f"  line {line}: {reason}", err=True)
+        stats = idx.stats()
+    except PatentrankError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"files": totals, "index": stats}, ensure_ascii=False))
+    else:
+        note = f", {stats['waiting_for_vectors']} waiting for vectors" if stats["waiting_for_vectors"] else ""
+        typer.echo(f"index {stats['path']}: {stats['patents']} patents, {stats['passages']} passages{note}")
+
+
+@app.command()
+def delete(
+    ids: Annotated[list[str], typer.Argument(help="Publication numbers to remove.")],
+    index_dir: IndexOption = None,
+) -> None:
+    """Remove patents (and all their passages) from every part of the index."""
+    from patentrank.config import get_settings
+    from patentrank.errors import PatentrankError
+    from patentrank.index.patent_index import PatentIndex
+
+    settings = get_settings()
+    path = Path(index_dir or settings.index_dir)
+    if not (path / "docs.sqlite").exists():
+        fail(f"no index at {path}: build one with `patentrank index FILE --index {path}`")
+    try:
+        idx = PatentIndex(path, vector_store=settings.vector_store)
+        removed = idx.delete(ids)
+        # Vectors are removed on the next open with an embedder (the journal keeps the deletes).
+    except PatentrankError as exc:
+        fail(str(exc))
+    missing = [i for i in ids if i not in removed]
+    typer.echo(
+        f"removed {len(removed)} patent(s)" + (f"; not found: {', '.join(missing)}" if missing else "")
+    )
+
+
+@app.command()
+def stats(index_dir: IndexOption = None) -> None:
+    """Show the size and state of an index."""
+    from patentrank.config import get_settings
+    from patentrank.index.patent_index import PatentIndex
+
+    path = Path(index_dir or get_settings().index_dir)
+    if not (path / "docs.sqlite").exists():
+        fail(f"no index at {path}")
+    typer.echo(json.dumps(PatentIndex(path, read_only=True).stats(), indent=2, ensure_ascii=False))

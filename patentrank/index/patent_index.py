@@ -1,0 +1,281 @@
+"""`PatentIndex`: one index folder (documents, BM25, vectors) kept consistent through crashes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from patentrank.chunking import DEFAULT_MAX_TOKENS, Passage, approx_tokens, patent_passages
+from patentrank.corpus import Patent
+from patentrank.errors import InputError, PatentrankError
+from patentrank.index.base import VectorStore
+from patentrank.index.docstore import DocStore
+from patentrank.index.filters import PassageFields
+from patentrank.index.lexical import LexicalIndex
+
+META_FILE = "index.json"
+LEXICAL, VECTOR = "lexical", "vector"
+
+
+@dataclass
+class IngestReport:
+    """What `PatentIndex.add` did; `committed` counts patents durably in every available index."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    committed: int = 0
+    passages_written: int = 0
+    passages_removed: int = 0
+    waiting_for_vectors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": [{"where": w, "reason": r} for w, r in self.rejected],
+            "committed": self.committed,
+            "passages_written": self.passages_written,
+            "passages_removed": self.passages_removed,
+            "waiting_for_vectors": self.waiting_for_vectors,
+        }
+
+
+class PatentIndex:
+    """An index folder: `docs.sqlite` (patents, passages, journal), `lexical/` (BM25) and the vectors.
+
+    Every write goes to the document store first, in one transaction that also journals what the
+    BM25 and vector indexes must do; those indexes are committed at checkpoints, and only then is
+    the journal cleared. A run killed at any point therefore leaves a consistent store, and the next
+    `open` (or `sync`) finishes the journal: nothing reported as committed is lost.
+
+    Without an embedder the index is lexical only; passages wait in the journal for vectors and are
+    embedded by the first run that has an embedder.
+
+    Example:
+        >>> index = PatentIndex(".patentrank/index", embedder=Embedder(...))
+        >>> report = index.add(load_patents("patents.jsonl"))
+        >>> index.docstore.count_patents()
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        embedder: Any | None = None,
+        vector_store: str = "faiss",
+        vector_options: dict[str, Any] | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        read_only: bool = False,
+    ) -> None:
+        from patentrank.index.stores import open_vector_store
+
+        self.path = Path(path).expanduser()
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"index path {str(self.path)!r} is a file, not a folder", field="index")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.max_tokens = max_tokens
+        self.embedder = embedder
+        self._write_lock = threading.Lock()
+        self.meta = self._read_meta()
+        self.docstore = DocStore(self.path / "docs.sqlite", stages=(LEXICAL, VECTOR))
+        self.lexical = LexicalIndex(self.path / "lexical")
+        self.vectors: VectorStore | None = None
+        if embedder is not None:
+            self._check_embedder(embedder)
+            self.vectors = open_vector_store(vector_store, self.path, embedder.dim, **(vector_options or {}))
+        if not read_only:
+            self.sync()
+
+    # ------------------------------------------------------------ metadata
+
+    def _read_meta(self) -> dict[str, Any]:
+        file = self.path / META_FILE
+        if not file.exists():
+            return {}
+        try:
+            return json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PatentrankError(f"{file} is damaged ({exc}); delete it to rebuild its record") from exc
+
+    def _write_meta(self) -> None:
+        tmp = self.path / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.meta, indent=2), encoding="utf-8")
+        tmp.replace(self.path / META_FILE)
+
+    def _check_embedder(self, embedder: Any) -> None:
+        """Vectors from two models are not comparable: refuse a model other than the index's own."""
+        recorded = self.meta.get("embedder")
+        current = {"model": str(embedder.model_name), "dim": int(embedder.dim)}
+        if recorded and recorded != current:
+            raise PatentrankError(
+                f"the index at {self.path} holds vectors of {recorded['model']} ({recorded['dim']} dims) "
+                f"but the embedder is {current['model']} ({current['dim']} dims): use the same model "
+                "(PATENTRANK_EMBEDDER_MODEL / PATENTRANK_EMBEDDING_DIM), or index into a new folder"
+            )
+        if not recorded:
+            self.meta["embedder"] = current
+            self._write_meta()
+
+    @property
+    def embedder_name(self) -> str | None:
+        recorded = self.meta.get("embedder")
+        return recorded["model"] if recorded else None
+
+    # ------------------------------------------------------------ writes
+
+    def passages_for(self, patent: Patent) -> list[Passage]:
+        # A model-free token estimate keeps chunking (and so passage ids) the same whichever model is
+        # loaded; the budget leaves room for the query in the reranker's prompt.
+        return patent_passages(patent, approx_tokens, self.max_tokens)
+
+    def add(
+        self,
+        patents: Iterable[Patent],
+        *,
+        batch_size: int = 256,
+        checkpoint_every: int = 5000,
+        progress: Callable[[int], None] | None = None,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Add or update patents (same id = update; identical content = unchanged).
+
+        `progress(n)` is called after every batch with the patents read; `on_commit(total)` each
+        time a checkpoint makes them durable in every index.
+        """
+        report = IngestReport()
+        with self._write_lock:
+            since_checkpoint = 0
+            batch: list[Patent] = []
+            for patent in patents:
+                batch.append(patent)
+                if len(batch) >= batch_size:
+                    since_checkpoint += self._add_batch(batch, report)
+                    if progress:
+                        progress(len(batch))
+                    batch = []
+                    if since_checkpoint >= checkpoint_every:
+                        self._checkpoint(report, since_checkpoint, on_commit)
+                        since_checkpoint = 0
+            if batch:
+                since_checkpoint += self._add_batch(batch, report)
+                if progress:
+                    progress(len(batch))
+            self._checkpoint(report, since_checkpoint, on_commit)
+        return report
+
+    def _add_batch(self, patents: list[Patent], report: IngestReport) -> int:
+        unique: dict[str, Patent] = {}
+        for p in patents:
+            unique[p.id] = p  # the last version of a patent repeated in one batch wins
+        passages = {pid: self.passages_for(p) for pid, p in unique.items()}
+        result = self.docstore.upsert_patents(unique.values(), passages)
+        report.added += result.added
+        report.updated += result.updated
+        report.unchanged += result.unchanged
+        report.passages_written += len(result.written_ids)
+        report.passages_removed += len(result.removed_ids)
+        by_id = {p.passage_id: (p, unique[p.patent_id].fields()) for ps in passages.values() for p in ps}
+        written = [by_id[int(i)] for i in result.written_ids]
+        self._apply(result.removed_ids, written)
+        return len(unique)
+
+    def _apply(self, removed: np.ndarray, written: Sequence[tuple[Passage, PassageFields]]) -> None:
+        """Stage removals and writes in BM25 and, when there is an embedder, in the vector store."""
+        if len(removed):
+            self.lexical.delete(removed)
+        if written:
+            self.lexical.add([p.passage_id for p, _ in written], [p.text for p, _ in written])
+        if self.vectors is None or self.embedder is None:
+            return
+        if len(removed):
+            self.vectors.delete(removed.tolist())
+        if written:
+            vectors = self.embedder.embed_documents([p.text for p, _ in written])
+            self.vectors.upsert([p.passage_id for p, _ in written], vectors, [f for _, f in written])
+
+    def _checkpoint(self, report: IngestReport, newly: int, on_commit: Callable[[int], None] | None) -> None:
+        """Make the staged index changes durable, then clear their journal entries."""
+        self.lexical.commit()
+        self.docstore.clear_pending(LEXICAL)
+        if self.vectors is not None:
+            self.vectors.save()
+            self.docstore.clear_pending(VECTOR)
+        report.committed += newly
+        report.waiting_for_vectors = len(self.docstore.pending_ids(VECTOR))
+        if on_commit:
+            on_commit(report.committed)
+
+    def delete(self, patent_ids: Sequence[str]) -> list[str]:
+        """Remove patents from every index; returns the ids that were present."""
+        with self._write_lock:
+            present = list(self.docstore.get_patents(patent_ids))
+            removed = self.docstore.delete_patents(present)
+            self._apply(removed, [])
+            self._checkpoint(IngestReport(), 0, None)
+        return present
+
+    def sync(self, progress: Callable[[int], None] | None = None) -> int:
+        """Finish what an interrupted run left in the journal; returns the passages handled."""
+        with self._write_lock:
+            handled = 0
+            stages = [LEXICAL] + ([VECTOR] if self.vectors is not None else [])
+            for stage in stages:
+                deletes = self.docstore.pending_deletes(stage)
+                pending = self.docstore.pending_ids(stage)
+                if not len(deletes) and not len(pending):
+                    continue
+                self._sync_stage(stage, deletes, pending, progress)
+                handled += len(deletes) + len(pending)
+            return handled
+
+    def _sync_stage(
+        self, stage: str, deletes: np.ndarray, pending: np.ndarray, progress: Callable[[int], None] | None
+    ) -> None:
+        if stage == LEXICAL:
+            if len(deletes):
+                self.lexical.delete(deletes)
+            for batch in self.docstore.iter_passages(1000, ids=pending):
+                self.lexical.add([p.passage_id for p, _ in batch], [p.text for p, _ in batch])
+                if progress:
+                    progress(len(batch))
+            self.lexical.commit()
+        else:
+            assert self.vectors is not None and self.embedder is not None
+            if len(deletes):
+                self.vectors.delete(deletes.tolist())
+            for batch in self.docstore.iter_passages(256, ids=pending):
+                vectors = self.embedder.embed_documents([p.text for p, _ in batch])
+                self.vectors.upsert([p.passage_id for p, _ in batch], vectors, [f for _, f in batch])
+                if progress:
+                    progress(len(batch))
+            self.vectors.save()
+        self.docstore.mark_indexed(np.concatenate([deletes, pending]), stage)
+
+    # ------------------------------------------------------------ reads
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes and state, for the CLI, /health and the UI."""
+        return {
+            "path": str(self.path),
+            "patents": self.docstore.count_patents(),
+            "passages": self.docstore.count_passages(),
+            "lexical_passages": self.lexical.count(),
+            "vector_passages": self.vectors.count() if self.vectors is not None else 0,
+            "embedder": self.embedder_name,
+            "waiting_for_vectors": len(self.docstore.pending_ids(VECTOR)),
+        }
+
+    def close(self) -> None:
+        for part in (self.lexical, self.vectors, self.docstore):
+            close = getattr(part, "close", None)
+            if close:
+                close()

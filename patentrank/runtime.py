@@ -1,0 +1,79 @@
+"""Opening an index with whatever models load, for the CLI, the server and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from patentrank.config import Settings
+from patentrank.engine_setup import DISABLED, load_models
+from patentrank.index.patent_index import PatentIndex
+from patentrank.search import SearchPipeline
+
+
+@dataclass
+class Runtime:
+    """An opened index, its pipeline, and the models that loaded (with the reasons others did not)."""
+
+    index: PatentIndex
+    pipeline: SearchPipeline
+    reranker: Any | None = None
+    embedder: Any | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def load_some_models(
+    settings: Settings, roles: Sequence[str], report: Callable[[str], None] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load only the models named in `roles` ("reranker", "embedder"); failures are reported once."""
+    off = {f"{r}_model": "none" for r in ("reranker", "embedder") if r not in roles}
+    off.update({f"{r}_url": None for r in ("reranker", "embedder") if r not in roles})
+    models, errors, _ = load_models(settings.model_copy(update=off), report)
+    return models, {r: e for r, e in errors.items() if r in roles}
+
+
+def open_runtime(
+    settings: Settings,
+    index_dir: str | Path | None = None,
+    *,
+    roles: Sequence[str] = ("reranker", "embedder"),
+    models: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    report: Callable[[str], None] | None = None,
+) -> Runtime:
+    """Open (or create) the index at `index_dir` with the configured models, degrading gracefully:
+    a model that fails to load leaves its stage out, and the pipeline says why in every answer."""
+    if models is None:
+        models, errors = load_some_models(settings, roles, report)
+    errors = dict(errors or {})
+    embedder, reranker = models.get("embedder"), models.get("reranker")
+    path = Path(index_dir or settings.index_dir)
+    try:
+        index = PatentIndex(path, embedder=embedder, vector_store=settings.vector_store)
+    except Exception as exc:
+        if embedder is None:
+            raise
+        # An index built with another embedder still serves lexical search.
+        errors["embedder"] = str(exc)
+        (report or print)(f"warning: dense search disabled: {exc}")
+        embedder = None
+        index = PatentIndex(path, embedder=None, vector_store=settings.vector_store)
+    unavailable = {}
+    if embedder is None:
+        unavailable["dense"] = errors.get("embedder", "no embedder is configured")
+    if reranker is None:
+        unavailable["rerank"] = errors.get("reranker", "no reranker is configured")
+    pipeline = SearchPipeline(
+        index,
+        embed_query=(lambda q, i: embedder.embed_queries([q], instruction=i)[0]) if embedder else None,
+        rerank=(lambda q, docs, i: reranker.score(q, docs, instruction=i)) if reranker else None,
+        unavailable=unavailable,
+        default_instruction=settings.instruction,
+    )
+    return Runtime(index, pipeline, reranker, embedder, errors)
+
+
+def is_disabled(name: str | None) -> bool:
+    return (name or "").strip().lower() in DISABLED

@@ -1,0 +1,326 @@
+"""The two-stage pipeline: retrieve (BM25, dense), fuse, filter, rerank, aggregate passages to patents."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from patentrank.errors import InputError
+from patentrank.index.filters import SearchFilter
+from patentrank.index.patent_index import PatentIndex
+from patentrank.text import highlight_terms
+
+Mode = Literal["lexical", "dense", "hybrid"]
+RerankFn = Callable[[str, list[str], str | None], list[float]]
+EmbedQueryFn = Callable[[str, str | None], np.ndarray]
+
+_PUBLICATION_NUMBER = re.compile(r"^[A-Z]{2}\d{4,}[A-Z]?\d?$")
+MAX_TOP_N = 1000
+MAX_CANDIDATES = 1000
+
+
+@dataclass
+class SearchRequest:
+    """One search: free text, or `patent_id` (or a publication number as the query) to search by patent.
+
+    Example:
+        >>> SearchRequest("锂电池负极材料", filter=SearchFilter(before="2018-01-01"), top_n=5)
+    """
+
+    query: str = ""
+    patent_id: str | None = None
+    mode: Mode = "hybrid"
+    filter: SearchFilter = field(default_factory=SearchFilter)
+    top_n: int = 10
+    rerank: bool = True
+    candidates: int = 50  # passages sent to the reranker
+    retrieve_k: int = 200  # passages taken from each retriever
+    passages_per_patent: int = 3  # at most this many of one patent's passages are reranked
+    lexical_weight: float = 1.0
+    dense_weight: float = 1.0
+    rrf_k: int = 60
+    instruction: str | None = None
+    min_score: float | None = None
+
+    def validate(self) -> None:
+        if not (self.query or "").strip() and not self.patent_id:
+            raise InputError("query must be a non-empty string (or give patent_id)", field="query")
+        if self.mode not in ("lexical", "dense", "hybrid"):
+            raise InputError("mode must be one of lexical, dense, hybrid", field="mode")
+        for name, low, high in (
+            ("top_n", 1, MAX_TOP_N),
+            ("candidates", 1, MAX_CANDIDATES),
+            ("retrieve_k", 1, 10_000),
+            ("passages_per_patent", 1, 100),
+            ("rrf_k", 1, 10_000),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not low <= value <= high:
+                raise InputError(f"{name} must be an integer from {low} to {high}", field=name)
+        if self.lexical_weight < 0 or self.dense_weight < 0:
+            raise InputError("weights must be >= 0", field="lexical_weight")
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise InputError("min_score must be between 0 and 1", field="min_score")
+
+
+@dataclass
+class PassageHit:
+    """A passage as retrieved: its text, where the query's terms match, and each stage's score."""
+
+    passage_id: int
+    patent_id: str
+    field: str
+    text: str
+    highlights: list[tuple[int, int]] = field(default_factory=list)
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    fused_score: float = 0.0
+    first_stage_rank: int = 0
+    rerank_score: float | None = None
+
+
+@dataclass
+class PatentResult:
+    """One patent in the answer, with its best passage and the scores of every stage."""
+
+    rank: int
+    patent_id: str
+    title: str
+    abstract: str
+    language: str
+    jurisdiction: str
+    codes: list[str]
+    applicants: list[str]
+    priority_date: str | None
+    publication_date: str | None
+    best_passage: PassageHit
+    rank_before_rerank: int
+    reranked: bool
+    score: float  # the rerank score when reranked, else the first-stage score
+
+
+@dataclass
+class SearchResponse:
+    """The ranked patents plus which stages ran, why others did not, and how long each took."""
+
+    results: list[PatentResult]
+    stages: dict[str, dict[str, Any]]
+    query: str
+    mode: Mode
+    by_patent: str | None = None
+    applied_filter: dict[str, Any] = field(default_factory=dict)
+    took_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SearchPipeline:
+    """Hybrid retrieval over a `PatentIndex`, then reranking; works with any stage missing.
+
+    `embed_query(text, instruction)` gives a query vector (None: no dense stage); `rerank(query,
+    documents, instruction)` gives P(yes) scores (None: no rerank stage). `unavailable` explains a
+    missing stage (e.g. the model load error) in the response.
+
+    Example:
+        >>> pipeline = SearchPipeline(index, embed_query=None, rerank=reranker.score)
+        >>> pipeline.search(SearchRequest("waste heat boiler", mode="lexical")).results[0].patent_id
+    """
+
+    def __init__(
+        self,
+        index: PatentIndex,
+        *,
+        embed_query: EmbedQueryFn | None = None,
+        rerank: RerankFn | None = None,
+        unavailable: dict[str, str] | None = None,
+        default_instruction: str | None = None,
+    ) -> None:
+        self.index = index
+        self.embed_query = embed_query if index.vectors is not None else None
+        self.rerank = rerank
+        self.unavailable = dict(unavailable or {})
+        if embed_query is not None and index.vectors is None:
+            self.unavailable.setdefault("dense", "the index has no vector store")
+        self.default_instruction = default_instruction
+
+    # ------------------------------------------------------------ query by patent
+
+    def _resolve_patent(self, req: SearchRequest) -> tuple[SearchRequest, str | None]:
+        """Turn a search by patent into a text query that excludes it, cut off at its priority date."""
+        wanted = req.patent_id or re.sub(r"\s+", "", req.query).upper()
+        if not req.patent_id and not _PUBLICATION_NUMBER.match(wanted):
+            return req, None
+        patent = self.index.docstore.get_patent(wanted)
+        if patent is None:
+            if req.patent_id:
+                raise InputError(f"patent {req.patent_id!r} is not in the index", field="patent_id")
+            return req, None  # looked like a number, but it is just a query
+        text = "\n".join(part for part in (patent.title, patent.abstract, *patent.claims[:1]) if part)
+        flt = replace(req.filter, exclude_patents=[*req.filter.exclude_patents, patent.id])
+        if not flt.before and not flt.after and patent.priority_date:
+            flt = replace(flt, before=patent.priority_date.isoformat(), date_field="priority")
+        return replace(req, query=text[:2000], filter=flt, patent_id=patent.id), patent.id
+
+    # ------------------------------------------------------------ stages
+
+    def _lexical(self, req: SearchRequest, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        return self.index.lexical.search(req.query, req.retrieve_k, allowed)
+
+    def _dense(self, req: SearchRequest, instruction: str | None) -> list[tuple[int, float]]:
+        assert self.embed_query is not None and self.index.vectors is not None
+        vector = np.asarray(self.embed_query(req.query, instruction), dtype=np.float32).reshape(1, -1)
+        flt = None if req.filter.is_empty() else req.filter
+        return self.index.vectors.search(vector, req.retrieve_k, flt)[0]
+
+    def search(self, req: SearchRequest) -> SearchResponse:
+        """Run the pipeline for one request."""
+        start = time.perf_counter()
+        req.validate()
+        req, by_patent = self._resolve_patent(req)
+        instruction = req.instruction or self.default_instruction
+        stages: dict[str, dict[str, Any]] = {}
+        want_lexical = req.mode in ("lexical", "hybrid")
+        want_dense = req.mode in ("dense", "hybrid")
+        if want_dense and self.embed_query is None:
+            reason = self.unavailable.get("dense", "no embedder is configured")
+            stages["dense"] = {"ran": False, "reason": reason}
+            want_dense, want_lexical = False, True  # degrade to what works, and say so
+        lists: dict[str, list[tuple[int, float]]] = {}
+        if want_lexical:
+            t = time.perf_counter()
+            allowed = None if req.filter.is_empty() else self.index.docstore.allowed_passage_ids(req.filter)
+            lists["lexical"] = self._lexical(req, allowed)
+            stages["lexical"] = {"ran": True, "ms": _ms(t), "hits": len(lists["lexical"])}
+        if want_dense:
+            t = time.perf_counter()
+            lists["dense"] = self._dense(req, instruction)
+            stages["dense"] = {"ran": True, "ms": _ms(t), "hits": len(lists["dense"])}
+        hits = self._fuse(req, lists)
+        self._attach_passages(hits, req.query)
+        reranked = self._rerank(req, hits, instruction, stages)
+        results = self._aggregate(req, hits, reranked)
+        return SearchResponse(
+            results=results,
+            stages=stages,
+            query=req.query,
+            mode=req.mode,
+            by_patent=by_patent,
+            applied_filter=asdict(req.filter),
+            took_ms=_ms(start),
+        )
+
+    def _fuse(self, req: SearchRequest, lists: dict[str, list[tuple[int, float]]]) -> list[PassageHit]:
+        """Reciprocal-rank fusion: sum of weight / (rrf_k + rank) over the retrievers that found it."""
+        weights = {"lexical": req.lexical_weight, "dense": req.dense_weight}
+        hits: dict[int, PassageHit] = {}
+        for name, ranked in lists.items():
+            for rank, (pid, score) in enumerate(ranked, 1):
+                hit = hits.setdefault(pid, PassageHit(pid, "", "", ""))
+                setattr(hit, f"{name}_score", float(score))
+                setattr(hit, f"{name}_rank", rank)
+                hit.fused_score += weights[name] / (req.rrf_k + rank) if len(lists) > 1 else float(score)
+        ordered = sorted(hits.values(), key=lambda h: (-h.fused_score, h.passage_id))
+        for rank, hit in enumerate(ordered, 1):
+            hit.first_stage_rank = rank
+        return ordered
+
+    def _attach_passages(self, hits: list[PassageHit], query: str) -> None:
+        passages = {p.passage_id: p for p in self.index.docstore.get_passages([h.passage_id for h in hits])}
+        for hit in hits:
+            p = passages.get(hit.passage_id)
+            if p is not None:  # a passage deleted between retrieval and now is dropped below
+                hit.patent_id, hit.field, hit.text = p.patent_id, p.field, p.text
+        hits[:] = [h for h in hits if h.patent_id]
+
+    def _rerank(
+        self, req: SearchRequest, hits: list[PassageHit], instruction: str | None, stages: dict[str, Any]
+    ) -> list[PassageHit]:
+        if not req.rerank:
+            stages["rerank"] = {"ran": False, "reason": "rerank was turned off in the request"}
+            return []
+        if self.rerank is None:
+            reason = self.unavailable.get("rerank", "no reranker is configured")
+            stages["rerank"] = {"ran": False, "reason": reason}
+            return []
+        chosen: list[PassageHit] = []
+        per_patent: dict[str, int] = {}
+        for hit in hits:
+            if per_patent.get(hit.patent_id, 0) < req.passages_per_patent:
+                per_patent[hit.patent_id] = per_patent.get(hit.patent_id, 0) + 1
+                chosen.append(hit)
+                if len(chosen) >= req.candidates:
+                    break
+        t = time.perf_counter()
+        if chosen:
+            scores = self.rerank(req.query, [h.text for h in chosen], instruction)
+            for hit, score in zip(chosen, scores, strict=True):
+                hit.rerank_score = float(score)
+        stages["rerank"] = {"ran": True, "ms": _ms(t), "pairs": len(chosen)}
+        return chosen
+
+    def _aggregate(
+        self, req: SearchRequest, hits: list[PassageHit], reranked: list[PassageHit]
+    ) -> list[PatentResult]:
+        """Best passage per patent: reranked patents by rerank score, then the rest by first stage."""
+        first_rank: dict[str, int] = {}
+        for hit in hits:
+            first_rank.setdefault(hit.patent_id, len(first_rank) + 1)
+        best: dict[str, PassageHit] = {}
+        for hit in sorted(reranked, key=lambda h: -(h.rerank_score or 0.0)):
+            best.setdefault(hit.patent_id, hit)
+        ranked = sorted(best.values(), key=lambda h: (-(h.rerank_score or 0.0), h.first_stage_rank))
+        if req.min_score is not None and reranked:
+            ranked = [h for h in ranked if (h.rerank_score or 0.0) >= req.min_score]
+        elif not reranked or len(best) < req.top_n:
+            for hit in hits:  # patents the reranker did not see keep their first-stage order
+                if hit.patent_id not in best:
+                    best[hit.patent_id] = hit
+                    ranked.append(hit)
+        ranked = ranked[: req.top_n]
+        patents = self.index.docstore.get_patents([h.patent_id for h in ranked])
+        results = []
+        for rank, hit in enumerate(ranked, 1):
+            patent = patents.get(hit.patent_id)
+            if patent is None:
+                continue
+            hit.highlights = highlight_terms(req.query, hit.text)
+            results.append(
+                PatentResult(
+                    rank=rank,
+                    patent_id=patent.id,
+                    title=patent.title,
+                    abstract=patent.abstract,
+                    language=patent.language,
+                    jurisdiction=patent.jurisdiction,
+                    codes=list(patent.codes),
+                    applicants=list(patent.applicants),
+                    priority_date=_iso(patent.priority_date),
+                    publication_date=_iso(patent.publication_date),
+                    best_passage=hit,
+                    rank_before_rerank=first_rank[hit.patent_id],
+                    reranked=hit.rerank_score is not None,
+                    score=hit.rerank_score if hit.rerank_score is not None else hit.fused_score,
+                )
+            )
+        return results
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def search_many(pipeline: SearchPipeline, requests: Sequence[SearchRequest]) -> list[SearchResponse]:
+    """Convenience for evaluation: run requests one after another."""
+    return [pipeline.search(r) for r in requests]
