@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from patentrank.config import Settings
 from patentrank.errors import InputError
 from patentrank.index.base import VectorStore
-from patentrank.index.faiss_store import INDEX_FILE, FaissStore
+from patentrank.index.faiss_store import FIELDS_FILE, INDEX_FILE, FaissStore
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.milvus_store import MilvusStore
 from patentrank.index.stores import VectorStoreError, VectorStoreUnavailable, open_vector_store
@@ -289,6 +290,33 @@ def test_exact_search_is_identical_in_faiss_and_milvus(tmp_path: Path, lite_uri:
 # ----- FAISS specifics -----------------------------------------------------------------------------
 
 
+def test_faiss_filter_columns_agree_with_matches_and_the_side_table_sql(tmp_path: Path, corpus) -> None:
+    ids, vectors, fields = corpus
+    store = FaissStore(tmp_path / "cols", DIM)
+    store.upsert(ids, vectors, fields)
+    store.upsert(ids[:5], vectors[:5], [PassageFields("X", language="fr", jurisdiction="cn")] * 5)
+    store.delete(ids[5:10].tolist())
+    store.save()
+    current = dict(zip(ids.tolist(), fields, strict=True))
+    current.update(dict.fromkeys(ids[:5].tolist(), PassageFields("X", language="fr", jurisdiction="cn")))
+    for i in ids[5:10].tolist():
+        del current[i]
+    side_table = sqlite3.connect(tmp_path / "cols" / FIELDS_FILE)
+    for flt in [*FILTERS, SearchFilter(languages=["fr"]), SearchFilter(jurisdictions=["CN"])]:
+        want = sorted(i for i, f in current.items() if flt.matches(f))
+        assert store.matching_ids(flt).tolist() == want, flt
+        where, params = flt.to_sql()
+        assert (
+            sorted(r[0] for r in side_table.execute(f"SELECT id FROM passages WHERE {where}", params)) == want
+        )
+    side_table.close()
+    store.close()
+    reopened = FaissStore(tmp_path / "cols", DIM)  # columns rebuilt from the side table
+    assert reopened.matching_ids(FILTERS[7]).tolist() == sorted(
+        i for i, f in current.items() if FILTERS[7].matches(f)
+    )
+
+
 def test_faiss_unsaved_changes_are_dropped_consistently_after_a_crash(tmp_path: Path, corpus) -> None:
     ids, vectors, fields = corpus
     store = FaissStore(tmp_path / "crash", DIM)
@@ -304,6 +332,15 @@ def test_faiss_unsaved_changes_are_dropped_consistently_after_a_crash(tmp_path: 
     got = reopened.search(vectors[100:110], 5)
     assert_same_results(got, brute_force(ids[:100], vectors[:100], fields[:100], vectors[100:110], 5))
     assert reopened.get_fields([int(ids[0]), int(ids[150])]) == {int(ids[0]): fields[0]}
+    # The other way round: an older index file beside a newer side table (e.g. restored from backup).
+    older = (tmp_path / "crash" / INDEX_FILE).read_bytes()
+    reopened.upsert(ids[200:300], vectors[200:300], fields[200:300])
+    reopened.save()
+    reopened.close()
+    (tmp_path / "crash" / INDEX_FILE).write_bytes(older)
+    restored = FaissStore(tmp_path / "crash", DIM)
+    assert restored.count() == 100 and restored.matching_ids().tolist() == sorted(ids[:100].tolist())
+    assert restored.search(vectors[250], 1)[0][0][0] in set(ids[:100].tolist())
 
 
 def test_faiss_hnsw_compacts_dead_slots_on_save(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from patentrank.index.faiss_columns import FilterColumns
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.stores import VectorStoreError, check_ids, check_queries, check_upsert
 
@@ -31,9 +32,6 @@ CREATE TABLE IF NOT EXISTS passages (
     priority INTEGER NOT NULL, filing INTEGER NOT NULL, publication INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS passages_patent ON passages (patent_id);
-CREATE INDEX IF NOT EXISTS passages_priority ON passages (priority, slot);
-CREATE INDEX IF NOT EXISTS passages_filing ON passages (filing, slot);
-CREATE INDEX IF NOT EXISTS passages_publication ON passages (publication, slot);
 """
 
 # BLAS for batches of 20+ queries: 5-8x faster exact search than faiss 1.15's default of 128000.
@@ -52,10 +50,11 @@ class FaissStore:
     remove vectors, so a replaced or deleted passage leaves a dead slot that searches skip; `save()`
     rebuilds once dead slots pass `compact_fraction` of the index.
 
-    Filters run as SQL (`SearchFilter.to_sql`) over the side table; the matching slots go to FAISS
-    as an IDSelector, so a filtered query returns k results whenever k passages match (exact search
-    for flat indexes and for small matching sets; HNSW with a widened beam otherwise, falling back
-    to exact for any row that comes back short).
+    Filters are evaluated over in-memory columns loaded from the side table (`FilterColumns`, the
+    semantics of `SearchFilter.matches`; SQL over the table measured 0.4-1.8 s per query at 1M
+    passages); the matching slots go to FAISS as a bitmap IDSelector, so a filtered query returns k
+    results whenever k passages match (exact search for flat indexes and for small matching sets;
+    HNSW with a widened beam otherwise, falling back to exact for any row that comes back short).
 
     Example:
         >>> store = FaissStore("/data/index/faiss", dim=1024)
@@ -137,8 +136,11 @@ class FaissStore:
     def _reconcile(self) -> None:
         """Make the side table and the index agree after a crash between their two writes."""
         slots_in_index = self._index_slots()
-        rows = np.array(self._db.execute("SELECT slot, id FROM passages").fetchall(), dtype=np.int64)
-        rows = rows.reshape(-1, 2)
+        table = self._db.execute(
+            "SELECT slot, id, patent_id, language, jurisdiction, codes, priority, filing, publication "
+            "FROM passages ORDER BY slot"
+        ).fetchall()
+        rows = np.array([r[:2] for r in table], dtype=np.int64).reshape(-1, 2)
         without_vector = rows[~np.isin(rows[:, 0], slots_in_index), 1]
         if len(without_vector):
             log.warning("dropping %d passages whose vectors were never saved", len(without_vector))
@@ -149,6 +151,10 @@ class FaissStore:
         top = int(max(slots_in_index.max(initial=-1), rows[:, 0].max(initial=-1)))
         self._slot_ids = np.full(top + 1, -1, dtype=np.int64)
         self._slot_ids[rows[:, 0]] = rows[:, 1]
+        self._columns = FilterColumns()
+        kept = [r for r in table if r[0] <= top and self._slot_ids[r[0]] == r[1]]
+        columns = list(zip(*kept, strict=True)) or [()] * 9
+        self._columns.add_columns(np.array(columns[0], dtype=np.int64), *columns[3:])
         self._next_slot = top + 1
         self._count = len(rows)
         orphans = slots_in_index[self._slot_ids[slots_in_index] < 0]
@@ -206,7 +212,7 @@ class FaissStore:
             self._db.executemany(
                 "INSERT OR REPLACE INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (int(i), int(s), f.patent_id, f.language, f.jurisdiction.upper(), f.codes_text,
+                    (int(i), int(s), f.patent_id, f.language, f.jurisdiction, f.codes_text,
                      int(f.priority), int(f.filing), int(f.publication))
                     for i, s, f in zip(id_array, slots, fields, strict=True)
                 ],
@@ -217,6 +223,7 @@ class FaissStore:
                 grown[: len(self._slot_ids)] = self._slot_ids
                 self._slot_ids = grown
             self._slot_ids[slots] = id_array
+            self._columns.add(slots, fields)
             self._count += len(id_array) - len(old_slots)
             self._changed()
 
@@ -286,21 +293,37 @@ class FaissStore:
                     out[int(pid)] = PassageFields(patent, lang, juris, codes_tuple, pri, fil, pub)
         return out
 
+    def _slots_of_patents(self, patent_ids: list[str]) -> list[int]:
+        slots: list[int] = []
+        for i in range(0, len(patent_ids), _SQL_CHUNK):
+            chunk = patent_ids[i : i + _SQL_CHUNK]
+            sql = f"SELECT slot FROM passages WHERE patent_id IN ({','.join('?' * len(chunk))})"
+            slots.extend(row[0] for row in self._db.execute(sql, chunk))
+        return slots
+
     def _allowed(self, flt: SearchFilter | None) -> tuple[np.ndarray, np.ndarray] | None:
         """(matching slots, their bitmap) or None when every vector in the index may be returned."""
         if (flt is None or flt.is_empty()) and self.dead == 0:
             return None
-        where, params = flt.to_sql() if flt is not None else ("1=1", [])
-        key = (where, *params)
+        flt = flt or SearchFilter()
+        key = (flt.date_field, str(flt.before), str(flt.after), *map(tuple, (
+            flt.code_prefixes, flt.languages, flt.jurisdictions, flt.exclude_patents)))  # fmt: skip
         cached = self._allowed_cache.get(key)
         if cached is None:
-            cursor = self._db.execute(f"SELECT slot FROM passages WHERE {where}", params)
-            slots = np.array([row[0] for row in cursor], dtype=np.int64)
-            cached = (slots, _bitmap(slots, self._next_slot))
+            live = self._slot_ids[: self._next_slot] >= 0
+            mask = self._columns.mask(flt, live, self._slots_of_patents)
+            cached = (np.flatnonzero(mask), np.packbits(mask, bitorder="little"))
             self._allowed_cache[key] = cached
             if len(self._allowed_cache) > 32:
                 self._allowed_cache.popitem(last=False)
         return cached
+
+    def matching_ids(self, flt: SearchFilter | None = None) -> np.ndarray:
+        """Sorted ids of the stored passages that `flt` lets through (what searches draw from)."""
+        with self._lock:
+            allowed = self._allowed(flt)
+            slots = np.flatnonzero(self._slot_ids[: self._next_slot] >= 0) if allowed is None else allowed[0]
+            return np.sort(self._slot_ids[slots])
 
     def search(
         self, queries: np.ndarray, k: int, flt: SearchFilter | None = None

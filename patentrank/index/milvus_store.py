@@ -357,7 +357,7 @@ def _row(passage_id: int, vector: np.ndarray, f: PassageFields) -> dict[str, Any
         "vector": vector.tolist(),
         "patent_id": f.patent_id,
         "language": f.language,
-        "jurisdiction": f.jurisdiction.upper(),
+        "jurisdiction": f.jurisdiction,
         "codes": f.codes_text,
         "priority": int(f.priority),
         "filing": int(f.filing),
