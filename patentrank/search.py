@@ -46,6 +46,7 @@ class SearchRequest:
     rrf_k: int = 60
     instruction: str | None = None
     min_score: float | None = None
+    highlight: bool = True  # mark matching terms in each best passage (costs an analysis per result)
 
     def validate(self) -> None:
         if not (self.query or "").strip() and not self.patent_id:
@@ -291,7 +292,8 @@ class SearchPipeline:
             patent = patents.get(hit.patent_id)
             if patent is None:
                 continue
-            hit.highlights = highlight_terms(req.query, hit.text)
+            if req.highlight:
+                hit.highlights = highlight_terms(req.query, hit.text)
             results.append(
                 PatentResult(
                     rank=rank,

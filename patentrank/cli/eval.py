@@ -1,0 +1,84 @@
+"""`patentrank eval`: every stage's nDCG@10, Recall@100 and MRR on a collection, as a table and a chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentrank.cli.app import app, fail
+
+
+@app.command("eval")
+def evaluate(
+    collection: Annotated[Path, typer.Option(help="Folder with corpus.jsonl, queries*.jsonl, qrels*.tsv.")],
+    index_dir: Annotated[
+        Path | None, typer.Option("--index", "-i", help="Where to cache the collection's index.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Which queries/qrels files: queries.<split>.jsonl.")] = "dev",
+    stages: Annotated[str, typer.Option(help="Comma-separated: lexical,dense,hybrid,rerank.")] = (
+        "lexical,dense,hybrid,rerank"
+    ),
+    candidates: Annotated[int, typer.Option(min=1, max=1000, help="Passages reranked per query.")] = 20,
+    rerank_queries: Annotated[
+        int | None, typer.Option(min=1, help="Rerank only the first N queries (reranking is slow on CPU).")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the bar chart here (default: in the index folder).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {stage: {language: {metric: value}}} as JSON.")
+    ] = False,
+) -> None:
+    """Index a collection (cached) and report each stage's quality per query language.
+
+    Example: patentrank eval --collection ../shared/data/wasteheat_zh_en_title2abs --stages lexical
+    """
+    from tqdm import tqdm
+
+    from patentrank.config import get_settings
+    from patentrank.errors import PatentrankError
+    from patentrank.eval_runner import collection_patents, evaluate_pipeline
+    from patentrank.evaluate import format_table, load_collection, plot_results
+    from patentrank.runtime import open_runtime
+
+    settings = get_settings()
+    wanted = [s.strip() for s in stages.split(",") if s.strip()]
+    roles = (["embedder"] if {"dense", "hybrid", "rerank"} & set(wanted) else []) + (
+        ["reranker"] if "rerank" in wanted else []
+    )
+    say = (lambda line: typer.echo(line, err=True)) if not as_json else (lambda line: None)
+    try:
+        coll = load_collection(collection, split=split, show_progress=not as_json)
+        folder = index_dir or Path(".patentrank/eval") / coll.name
+        runtime = open_runtime(settings, folder, roles=roles, report=lambda line: typer.echo(line, err=True))
+        rejected: list[tuple[str, str]] = []
+        patents = collection_patents(coll, rejected)
+        with tqdm(total=len(patents), desc="indexing", unit="doc", disable=as_json) as bar:
+            ingest = runtime.index.add(patents, progress=bar.update)
+        say(f"index {folder}: {ingest.added} added, {ingest.unchanged} cached, {len(rejected)} unreadable")
+        report = evaluate_pipeline(
+            runtime.pipeline,
+            coll,
+            stages=wanted,
+            candidates=candidates,
+            rerank_queries=rerank_queries,
+            progress=not as_json,
+            on_stage=lambda s: say(f"running {s}"),
+        )
+    except PatentrankError as exc:
+        fail(str(exc))
+    if not report.results:
+        fail("no stage could run: " + "; ".join(f"{s}: {r}" for s, r in report.skipped.items()))
+    chart = plot_results(report.results, plot or folder / f"eval-{coll.name}.png", title=coll.name)
+    if as_json:
+        typer.echo(json.dumps(report.results, ensure_ascii=False))
+        return
+    typer.echo(format_table(report.results))
+    for stage, ms in report.ms_per_query.items():
+        typer.echo(f"{stage}: {ms:.1f} ms/query over {report.queries[stage]} queries")
+    for stage, reason in report.skipped.items():
+        typer.echo(f"skipped {stage}: {reason}")
+    typer.echo(f"chart: {chart}")
