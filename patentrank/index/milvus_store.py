@@ -41,6 +41,7 @@ DEFAULT_BUILD_PARAMS: dict[str, dict[str, Any]] = {
     "IVF_FLAT": {"nlist": 128},
     "IVF_SQ8": {"nlist": 128},
 }
+LITE_EXACT_LIMIT = 10_000  # rows a short filtered Lite search fetches to answer exactly
 _UNAVAILABLE_HINTS = ("fail connecting", "unavailable", "deadline", "retry timeout", "connection", "closed")
 
 _lite_lock = threading.Lock()
@@ -95,6 +96,7 @@ class MilvusStore:
         self._client: Any = None
         self._unflushed = False
         self._closed = False
+        self._counts: dict[str, int] = {}
         if self.metric not in METRICS:
             raise VectorStoreError(f"metric {metric!r} is not supported: use one of {', '.join(METRICS)}")
         if self.is_lite and self.index_type not in LITE_INDEX_TYPES:
@@ -233,6 +235,7 @@ class MilvusStore:
             chunk = rows[start : start + self.batch_rows]
             self._call("upsert", lambda c, ch=chunk: c.upsert(self.collection, ch, timeout=self.timeout_s))
             self._unflushed = True
+            self._counts.clear()
 
     def delete(self, ids: Sequence[int]) -> None:
         """Remove passages by id; unknown ids are ignored."""
@@ -243,6 +246,7 @@ class MilvusStore:
                 "delete", lambda c, ch=chunk: c.delete(self.collection, ids=ch, timeout=self.timeout_s)
             )
             self._unflushed = True
+            self._counts.clear()
 
     def save(self) -> None:
         """Flush: sealed segments are on Milvus's storage and (on Lite) searches run at full speed."""
@@ -283,6 +287,17 @@ class MilvusStore:
         expr = flt.to_milvus() if flt is not None else ""
         if self.is_lite and self._unflushed:
             self.save()  # Lite searches unflushed rows 30-50x slower
+        params = self._search_params(k)
+        matching = None
+        if expr and self.is_lite and self.index_type.startswith("HNSW"):
+            # Milvus Lite walks its HNSW graph with the filter and never falls back to brute force:
+            # narrow filters came back short (recall@100 0.09 under 1% selectivity, 0.70 at 15%).
+            # Widen the beam by 1/selectivity, and search short rows exactly when few rows match.
+            matching = self._lite_count(expr)
+            if matching == 0:
+                return [[] for _ in range(len(matrix))]
+            widened = params["params"]["ef"] * self._lite_count("") // matching
+            params["params"]["ef"] = max(params["params"]["ef"], min(widened, 16384))
         results: list[list[tuple[int, float]]] = []
         for start in range(0, len(matrix), 1024):
             batch = matrix[start : start + 1024].tolist()
@@ -294,14 +309,45 @@ class MilvusStore:
                     limit=k,
                     filter=expr,
                     anns_field="vector",
-                    search_params=self._search_params(k),
+                    search_params=params,
                     output_fields=["id"],
                     consistency_level=self.consistency_level,
                     timeout=self.timeout_s,
                 ),
             )
             results.extend([(int(h["id"]), float(h["distance"])) for h in row] for row in hits)
+        if matching is not None and matching <= LITE_EXACT_LIMIT:
+            short = [i for i, row in enumerate(results) if len(row) < min(k, matching)]
+            if short:
+                for i, row in zip(short, self._lite_exact(matrix[short], k, expr), strict=True):
+                    results[i] = row
         return results
+
+    def _lite_count(self, expr: str) -> int:
+        """Rows matching `expr` ('' = all), cached until the next write."""
+        if expr not in self._counts:
+            rows = self._call(
+                "count",
+                lambda c: c.query(
+                    self.collection, filter=expr, output_fields=["count(*)"], timeout=self.timeout_s
+                ),
+            )
+            self._counts[expr] = int(rows[0]["count(*)"])
+        return self._counts[expr]
+
+    def _lite_exact(self, queries: np.ndarray, k: int, expr: str) -> list[list[tuple[int, float]]]:
+        rows = self._call(
+            "query",
+            lambda c: c.query(
+                self.collection, filter=expr, output_fields=["id", "vector"], limit=LITE_EXACT_LIMIT,
+                timeout=self.timeout_s,
+            ),
+        )  # fmt: skip
+        ids = np.array([r["id"] for r in rows], dtype=np.int64)
+        vectors = np.array([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.dim)
+        scores = queries @ vectors.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return [[(int(ids[j]), float(s[j])) for j in o] for o, s in zip(order, scores, strict=True)]
 
     def health(self, timeout_s: float = 3.0) -> dict[str, object]:
         """{'ok', 'detail', 'backend', 'uri', 'collection', 'count', ...}; never raises, never hangs."""
