@@ -1,0 +1,8 @@
+"""The HTTP API: a FastAPI app built around an `Engine` by `create_app`."""
+
+from __future__ import annotations
+
+from patentrank.server.app import create_app
+from patentrank.server.settings import ServerSettings
+
+__all__ = ["ServerSettings", "create_app"]

@@ -1,0 +1,69 @@
+"""`create_app(engine, settings)`: the FastAPI application around an `Engine`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from patentrank import __version__
+from patentrank.config import Settings
+from patentrank.engine import Engine
+from patentrank.server import routes_admin, routes_embed, routes_rerank
+from patentrank.server.auth import make_auth
+from patentrank.server.errors import install_error_handlers
+from patentrank.server.middleware import BodyLimitMiddleware, MetricsMiddleware
+
+DESCRIPTION = """Patent search models over HTTP: Qwen3 reranking in the vLLM, Jina, Cohere (v1, v2) and
+Hugging Face TEI shapes, and OpenAI-compatible embeddings. See docs/api.md for examples and limits."""
+
+
+def create_app(
+    engine: Engine, settings: Settings | None = None, routers: Sequence[APIRouter] = ()
+) -> FastAPI:
+    """Build the app; `routers` adds more endpoints (e.g. search) behind the same API key.
+
+    The engine is started and stopped with the app (lifespan); routes reach it as
+    `request.app.state.engine` and the settings as `request.app.state.settings`.
+
+    Example:
+        >>> app = create_app(Engine(reranker=Reranker("Qwen/Qwen3-Reranker-0.6B")))
+        >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+    """
+    settings = settings or engine.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    app = FastAPI(
+        title="patentrank",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=engine.metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    auth = make_auth(settings.api_key)
+    dependencies = [Depends(auth)] if auth is not None else []
+    app.include_router(routes_admin.public_router)
+    for router in (routes_rerank.router, routes_embed.router, routes_admin.router, *routers):
+        app.include_router(router, dependencies=dependencies)
+    return app
