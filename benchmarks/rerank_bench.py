@@ -31,6 +31,7 @@ ScoreFn = Callable[[str, list[str]], list[float]]
 class Config:
     label: str
     dtype: str
+    share_prefix: bool = False
 
 
 CONFIGS = {
@@ -40,6 +41,7 @@ CONFIGS = {
     ),
     "c": Config("(c) patentrank Reranker float32", "float32"),
     "d": Config("(d) patentrank Reranker bfloat16", "bfloat16"),
+    "e": Config("(e) patentrank Reranker float32, shared query prefix computed once", "float32", True),
 }
 
 # The Qwen3-Reranker prompt as a chat template for sentence-transformers' CrossEncoder, which maps a
@@ -183,7 +185,11 @@ def load_scorer(name: str, spec: dict[str, Any]) -> tuple[ScoreFn, dict[str, Any
         )
     from patentrank.models.reranker import Reranker
 
-    reranker = Reranker(spec["model_dir"], device="cpu", dtype=CONFIGS[name].dtype, max_length=max_length)
+    config = CONFIGS[name]
+    reranker = Reranker(
+        spec["model_dir"], device="cpu", dtype=config.dtype, max_length=max_length,
+        share_prefix=config.share_prefix,
+    )  # fmt: skip
     return lambda q, d: reranker.compute(q, d, instruction).scores, {}
 
 
@@ -380,7 +386,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--docs-per-query", type=int, default=24)
     parser.add_argument("--min-tokens", type=int, default=64, help="shortest passage, in tokens")
     parser.add_argument("--max-tokens", type=int, default=512, help="longest passage, in tokens")
-    parser.add_argument("--configs", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--configs", default="a,b,c,e,d", help="comma-separated subset of a,b,c,d,e")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--st-batch-size", type=int, default=8, help="CrossEncoder.predict batch size")
     parser.add_argument(
