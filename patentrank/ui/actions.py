@@ -1,0 +1,216 @@
+"""What the UI's buttons do: search, rerank and ingest through the same engine objects as the HTTP API."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from patentrank.config import Settings
+from patentrank.corpus import load_patents
+from patentrank.engine import Engine, StageUnavailable
+from patentrank.errors import InputError, PatentrankError
+from patentrank.index.filters import SearchFilter, date_to_int
+from patentrank.search import SearchRequest, SearchResponse
+from patentrank.ui import render
+from patentrank.ui.export import ExportDir
+from patentrank.ui.status import index_stats, status_line
+
+logger = logging.getLogger("patentrank.ui")
+T = TypeVar("T")
+ProgressFn = Callable[..., Any]
+
+
+def split_list(text: str | None) -> list[str]:
+    """'G06T, H04L; g06n' -> ['G06T', 'H04L', 'g06n']: commas, semicolons or spaces separate items."""
+    return [part for part in (text or "").replace(";", ",").replace(" ", ",").split(",") if part]
+
+
+def parse_lines(text: str | None) -> list[str]:
+    """One candidate document per non-blank line, stripped."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def attempt(action: str, call: Callable[[], T]) -> tuple[T | None, str | None]:
+    """(value, None), or (None, message): a known error gives its own message, anything else one
+    line for the page while the server log gets the trace. Never a stack trace in the browser."""
+    try:
+        return call(), None
+    except (InputError, StageUnavailable, PatentrankError) as exc:
+        return None, str(exc)
+    except TimeoutError:
+        return (
+            None,
+            f"{action} took too long (PATENTRANK_REQUEST_TIMEOUT_S); try fewer candidates or documents",
+        )
+    except Exception as exc:
+        logger.exception("UI %s failed", action)
+        return None, f"{action} failed: {type(exc).__name__}: {exc} (details in the server log)"
+
+
+class UiActions:
+    """The UI's event handlers, bound to one `Engine`; each returns HTML (and files) for the page.
+
+    Example:
+        >>> actions = UiActions(engine, settings)
+        >>> html, csv_path, jsonl_path = actions.search("图像去噪", top_n=5)   # doctest: +SKIP
+    """
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.exports = ExportDir()
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> str:
+        return status_line(self.engine)
+
+    def index_info(self) -> str:
+        return render.index_info_html(index_stats(self.engine), self.engine.health()["models"])
+
+    # ------------------------------------------------------------ search
+
+    def build_request(
+        self,
+        query: str,
+        *,
+        instruction: str | None = None,
+        date_before: str | None = None,
+        date_field: str = "priority",
+        codes: str | None = None,
+        languages: str | None = None,
+        jurisdictions: str | None = None,
+        mode: str = "hybrid",
+        rerank: bool = True,
+        top_n: int = 10,
+    ) -> SearchRequest:
+        """The `SearchRequest` the form describes; a malformed field raises InputError naming it."""
+        query = (query or "").strip()
+        if not query:
+            raise InputError("enter a query: free text, or a publication number such as CN113344556A")
+        before = (date_before or "").strip() or None
+        if before:
+            try:
+                date_to_int(before)
+            except ValueError:
+                raise InputError(
+                    f"date cutoff {before!r} is not a date: write it as YYYY-MM-DD", field="before"
+                ) from None
+        try:
+            flt = SearchFilter(
+                date_field=date_field,  # type: ignore[arg-type]
+                before=before,
+                code_prefixes=split_list(codes),
+                languages=[lang.lower() for lang in split_list(languages)],
+                jurisdictions=[j.upper() for j in split_list(jurisdictions)],
+            )
+        except ValueError as exc:
+            raise InputError(str(exc), field="filter") from None
+        return SearchRequest(
+            query=query,
+            mode=mode,  # type: ignore[arg-type]
+            filter=flt,
+            top_n=int(top_n),
+            rerank=bool(rerank),
+            candidates=self.settings.rerank_candidates,
+            instruction=(instruction or "").strip() or None,
+        )
+
+    def run_search(self, request: SearchRequest) -> SearchResponse:
+        """The search itself: the engine's own pipeline, as the HTTP search route uses it."""
+        return self.engine.require_pipeline().search(request)
+
+    def search(self, query: str, **form: Any) -> tuple[str, str | None, str | None]:
+        """Results HTML plus the CSV and JSONL export paths (None when there is nothing to export)."""
+
+        def go() -> tuple[str, str | None, str | None]:
+            response = self.run_search(self.build_request(query, **form))
+            files = self.exports.write(response) if response.results else (None, None)
+            return render.search_html(response), *files
+
+        outcome, error = attempt("search", go)
+        return outcome if outcome is not None else (render.error_html(error or "search failed"), None, None)
+
+    # ------------------------------------------------------------ rerank
+
+    def rerank(self, query: str, documents_text: str, instruction: str | None = None) -> str:
+        """Score each line of `documents_text` against `query`; sorted results or an error box."""
+        query = (query or "").strip()
+        documents = parse_lines(documents_text)
+        s = self.settings
+        if not query:
+            return render.error_html("enter a query")
+        if not documents:
+            return render.error_html("enter at least one candidate document, one per line")
+        if len(documents) > s.max_documents:
+            return render.error_html(
+                f"{len(documents)} documents is more than the limit of {s.max_documents} "
+                "(PATENTRANK_MAX_DOCUMENTS)"
+            )
+        for i, doc in enumerate(documents, 1):
+            if len(doc) > s.max_document_chars:
+                return render.error_html(
+                    f"document {i} has {len(doc)} characters, more than the limit of "
+                    f"{s.max_document_chars} (PATENTRANK_MAX_DOCUMENT_CHARS)"
+                )
+
+        def go() -> str:
+            self.engine.require_reranker()
+            result = self.engine.rerank_sync(
+                query, documents, instruction=(instruction or "").strip() or None
+            )
+            return render.rerank_html(documents, result.scores, result.truncated)
+
+        outcome, error = attempt("rerank", go)
+        return outcome if outcome is not None else render.error_html(error or "rerank failed")
+
+    # ------------------------------------------------------------ ingest
+
+    def ingest(self, path: str | None, progress: ProgressFn | None = None) -> tuple[str, str, str]:
+        """Add an uploaded JSONL/CSV file to the index; returns (summary, index info, status line)."""
+
+        def go() -> str:
+            if not path:
+                raise InputError("choose a .jsonl or .csv file of patents first")
+            index = self.engine.require_pipeline().index
+            source = Path(path)
+            total = _estimate_records(source)
+            stream = load_patents(source, strict=False)
+            done = 0
+
+            def advance(count: int) -> None:
+                nonlocal done
+                done += count
+                if progress is not None:
+                    progress((min(done, total or done), total or None), desc="Indexing", unit="patents")
+
+            if progress is not None:
+                progress((0, total or None), desc="Indexing", unit="patents")
+            began = time.perf_counter()
+            try:
+                report = index.add(stream, batch_size=64, progress=advance)
+            except PatentrankError:
+                index.sync()  # finish what was journaled before the failure: nothing stored is lost
+                raise
+            rejected = [(f"line {line}", reason) for line, reason in stream.report.rejected]
+            rejected += list(report.rejected)
+            return render.ingest_html(source.name, report.as_dict(), rejected, time.perf_counter() - began)
+
+        outcome, error = attempt("indexing", go)
+        summary = outcome if outcome is not None else render.error_html(error or "indexing failed")
+        return summary, self.index_info(), self.status()
+
+
+def _estimate_records(path: Path) -> int:
+    """Non-blank lines (less a CSV header): exact for JSONL, close for CSV; 0 for compressed files."""
+    if path.suffix == ".gz":
+        return 0
+    try:
+        with path.open("rb") as handle:
+            lines = sum(1 for line in handle if line.strip())
+    except OSError:
+        return 0
+    return max(lines - 1, 0) if path.suffix.lower() in (".csv", ".tsv") else lines
