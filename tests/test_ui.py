@@ -96,7 +96,7 @@ def base_url(engine: Engine) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     """One Chromium for the module; every test gets a fresh context (cookies, storage)."""
     sync_playwright = _sync_playwright()
     with sync_playwright() as pw:
