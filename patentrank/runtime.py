@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from patentrank.config import Settings
-from patentrank.engine_setup import DISABLED, load_models
+from patentrank.engine_models import DISABLED, load_models
 from patentrank.index.patent_index import PatentIndex
 from patentrank.search import SearchPipeline
 
@@ -77,3 +77,31 @@ def open_runtime(
 
 def is_disabled(name: str | None) -> bool:
     return (name or "").strip().lower() in DISABLED
+
+
+def engine_pipeline(engine: Any, index: PatentIndex) -> SearchPipeline:
+    """A pipeline over `index` whose model calls go through the engine's batchers and score cache,
+    so searches, the HTTP rerank API and the web page share one queue and one cache.
+
+    Call the returned pipeline from worker threads (the engine's event loop must be running)."""
+    embedder = engine.embedder if index.vectors is not None else None
+    unavailable = {}
+    if embedder is None:
+        unavailable["dense"] = engine.load_errors.get("embedder", "no embedder is configured")
+    if engine.reranker is None:
+        unavailable["rerank"] = engine.load_errors.get("reranker", "no reranker is configured")
+    return SearchPipeline(
+        index,
+        embed_query=(
+            (lambda q, i: engine.embed_sync([q], input_type="query", instruction=i).vectors[0])
+            if embedder is not None
+            else None
+        ),
+        rerank=(
+            (lambda q, docs, i: engine.rerank_sync(q, docs, instruction=i).scores)
+            if engine.reranker is not None
+            else None
+        ),
+        unavailable=unavailable,
+        default_instruction=engine.settings.instruction,
+    )

@@ -1,0 +1,157 @@
+"""POST /v1/search (the two-stage pipeline) and /v1/patents ingest, get and delete."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from patentrank.corpus import patent_from_record
+from patentrank.engine import Engine
+from patentrank.errors import InputError
+from patentrank.index.filters import SearchFilter
+from patentrank.search import MAX_CANDIDATES, MAX_TOP_N, SearchRequest
+from patentrank.server.errors import ApiError
+from patentrank.server.routes_rerank import json_response
+
+router = APIRouter(tags=["search"])
+
+
+class FilterBody(BaseModel):
+    """Restrictions applied inside retrieval; lists mean "any of", fields combine with AND."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date_field: Literal["priority", "filing", "publication"] = "priority"
+    before: dt.date | None = Field(None, description="Only patents dated strictly before this day")
+    after: dt.date | None = Field(None, description="Only patents dated on or after this day")
+    ipc: list[str] = Field(default_factory=list, description="IPC/CPC prefixes, e.g. ['H01M', 'G06T5']")
+    languages: list[str] = Field(default_factory=list, description="e.g. ['zh', 'en']")
+    jurisdictions: list[str] = Field(default_factory=list, description="e.g. ['CN', 'US', 'EP']")
+    exclude: list[str] = Field(default_factory=list, description="Publication numbers to leave out")
+
+    def to_filter(self) -> SearchFilter:
+        return SearchFilter(
+            date_field=self.date_field,
+            before=self.before,
+            after=self.after,
+            code_prefixes=self.ipc,
+            languages=self.languages,
+            jurisdictions=self.jurisdictions,
+            exclude_patents=self.exclude,
+        )
+
+
+class SearchBody(BaseModel):
+    """A search: `query` text, or `patent_id` (or a publication number as the query) to search by patent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field("", max_length=20_000)
+    patent_id: str | None = None
+    mode: Literal["lexical", "dense", "hybrid"] = "hybrid"
+    filter: FilterBody = Field(default_factory=FilterBody)
+    top_n: int = Field(10, ge=1, le=MAX_TOP_N)
+    rerank: bool = True
+    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="Passages reranked")
+    retrieve_k: int = Field(200, ge=1, le=10_000, description="Passages taken from each retriever")
+    lexical_weight: float = Field(1.0, ge=0)
+    dense_weight: float = Field(1.0, ge=0)
+    instruction: str | None = Field(None, max_length=2_000)
+    min_score: float | None = Field(None, ge=0, le=1)
+    highlight: bool = True
+
+
+class IngestBody(BaseModel):
+    """Patents to add or update (same id = update; identical content = unchanged)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patents: list[dict[str, Any]] = Field(..., min_length=1)
+    field_map: dict[str, str] | None = Field(
+        None, description="our field -> your field, e.g. {'id': 'pub_no'}"
+    )
+
+
+def _pipeline(request: Request) -> Any:
+    engine: Engine = request.app.state.engine
+    return engine.require_pipeline()
+
+
+@router.post("/v1/search", summary="Search patents: BM25 + dense retrieval, fused, filtered, reranked")
+async def search(body: SearchBody, request: Request) -> Response:
+    """One result per patent with its best passage (matching terms as [start, end) spans) and the score of
+    every stage; `stages` says which stages ran and why the others did not."""
+    pipeline = _pipeline(request)
+    settings = request.app.state.settings
+    req = SearchRequest(
+        query=body.query,
+        patent_id=body.patent_id,
+        mode=body.mode,
+        filter=body.filter.to_filter(),
+        top_n=body.top_n,
+        rerank=body.rerank,
+        candidates=body.candidates or settings.rerank_candidates,
+        retrieve_k=body.retrieve_k,
+        lexical_weight=body.lexical_weight,
+        dense_weight=body.dense_weight,
+        instruction=body.instruction,
+        min_score=body.min_score,
+        highlight=body.highlight,
+    )
+    response = await asyncio.to_thread(pipeline.search, req)
+    metrics = request.app.state.engine.metrics
+    for stage, info in response.stages.items():
+        if info.get("ran") and "ms" in info:
+            metrics.stage_seconds.labels(stage=f"search_{stage}").observe(info["ms"] / 1000)
+    return json_response(response.as_dict())
+
+
+@router.post("/v1/patents", summary="Add or update patents (idempotent by id)")
+async def ingest(body: IngestBody, request: Request) -> Response:
+    """Valid records are stored and indexed; invalid ones are listed in `rejected` with their position
+    and the reason, and do not stop the others."""
+    pipeline = _pipeline(request)
+    limit = request.app.state.settings.max_inputs
+    if len(body.patents) > limit:
+        raise ApiError(413, f"at most {limit} patents per request (PATENTRANK_MAX_INPUTS)", field="patents")
+    patents, rejected = [], []
+    for position, record in enumerate(body.patents):
+        try:
+            patents.append(patent_from_record(record, body.field_map))
+        except InputError as exc:
+            rejected.append(
+                {"index": position, "id": record.get("id"), "field": exc.field, "reason": str(exc)}
+            )
+    report = await asyncio.to_thread(pipeline.index.add, patents) if patents else None
+    result = report.as_dict() if report else {"added": 0, "updated": 0, "unchanged": 0}
+    result["rejected"] = rejected
+    result["index"] = await asyncio.to_thread(pipeline.index.stats)
+    return json_response(result)
+
+
+@router.get("/v1/patents/{patent_id}", summary="One stored patent and its passages")
+async def get_patent(patent_id: str, request: Request) -> Response:
+    pipeline = _pipeline(request)
+    patent = await asyncio.to_thread(pipeline.index.docstore.get_patent, patent_id)
+    if patent is None:
+        raise ApiError(404, f"patent {patent_id!r} is not in the index", field="patent_id", kind="not_found")
+    passages = await asyncio.to_thread(pipeline.index.docstore.passages_of, patent_id)
+    body = patent.to_dict()
+    body["passages"] = [
+        {"passage_id": p.passage_id, "ordinal": p.ordinal, "field": p.field, "text": p.text} for p in passages
+    ]
+    return json_response(body)
+
+
+@router.delete("/v1/patents/{patent_id}", summary="Remove a patent from every index")
+async def delete_patent(patent_id: str, request: Request) -> Response:
+    pipeline = _pipeline(request)
+    removed = await asyncio.to_thread(pipeline.index.delete, [patent_id])
+    if not removed:
+        raise ApiError(404, f"patent {patent_id!r} is not in the index", field="patent_id", kind="not_found")
+    return json_response({"id": patent_id, "deleted": True})
