@@ -57,9 +57,10 @@ class DynamicBatcher:
     The first waiting item opens a window of at most `max_wait_s`; the call starts when the window
     closes or the budget is full (`max_batch_size` items, or `count x longest cost` reaching
     `batch_tokens`). While the model is busy, new requests pile up and go together into the next
-    call, so under load there is no added wait at all. Only items with the same key share a call
-    (e.g. embedding queries with one instruction). With `enabled=False` every request is run alone,
-    one after another: the baseline for benchmarks.
+    call, so under load there is no added wait at all; and while requests come one at a time (the
+    last call served one request and none arrived during it) there is no window either. Only items
+    with the same key share a call (e.g. embedding queries with one instruction). With
+    `enabled=False` every request is run alone, one after another: the baseline for benchmarks.
 
     At most `max_queue` requests wait or run at a time; one more gets `Overloaded` (429) at once,
     and a request not answered within `timeout_s` gets `Overloaded` (503) and its unscheduled items
@@ -97,6 +98,9 @@ class DynamicBatcher:
         self._pending: deque[_Job] = deque()
         self._active = 0
         self._seconds_per_item = 0.01
+        # Whether recent calls saw concurrent requests; a lone client is then not held for the window.
+        self._concurrent = False
+        self._arrivals = 0
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -154,6 +158,7 @@ class DynamicBatcher:
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         job = _Job(key, items, costs, future, time.monotonic(), [None] * len(items))
         self._pending.append(job)
+        self._arrivals += 1
         self._set_active(self._active + 1)
         self._arrived.set()
         try:
@@ -246,7 +251,7 @@ class DynamicBatcher:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            if self.enabled and self.max_wait_s > 0:
+            if self.enabled and self.max_wait_s > 0 and (self._concurrent or len(jobs) > 1):
                 await self._gather(jobs[0].created)
                 if not self._live():
                     continue
@@ -257,6 +262,7 @@ class DynamicBatcher:
                     self.metrics.stage_seconds.labels(stage=f"{self.name}_queue").observe(now - job.created)
             items = [item for job, start, end in parts for item in job.items[start:end]]
             began = time.perf_counter()
+            arrivals = self._arrivals
             try:
                 results = await loop.run_in_executor(self._executor, self.run_batch, key, items)
             except Exception as exc:  # a model failure fails the requests in this call, not the server
@@ -271,6 +277,7 @@ class DynamicBatcher:
                         job.future.set_exception(exc)
                 continue
             self._record(began, parts, len(items))
+            self._concurrent = len(parts) > 1 or self._arrivals > arrivals
             offset = 0
             for job, start, end in parts:
                 job.results[start:end] = results[offset : offset + end - start]

@@ -15,7 +15,7 @@ import numpy as np
 from patentrank.batching import DynamicBatcher
 from patentrank.cache import CachedScore, ScoreCache, make_cache, score_key
 from patentrank.config import DEFAULT_INSTRUCTION, Settings
-from patentrank.engine_setup import load_models, model_aliases, served_name
+from patentrank.engine_models import load_models, model_aliases, score_mixed, served_name
 from patentrank.errors import InputError, PatentrankError
 from patentrank.metrics import Metrics
 
@@ -227,7 +227,7 @@ class Engine:
     # ---- reranking ----------------------------------------------------------------------------
 
     def _score_batch(self, key: Hashable, pairs: list[Any]) -> np.ndarray:
-        return self.require_reranker().score_encoded(pairs)
+        return score_mixed(self.require_reranker(), pairs)
 
     async def rerank(
         self,

@@ -14,7 +14,7 @@ from patentrank.batching import DynamicBatcher, Overloaded
 from patentrank.cache import CachedScore, LRUScoreCache, NoCache, score_key
 from patentrank.config import Settings
 from patentrank.engine import Engine, StageUnavailable, UnknownModel
-from patentrank.engine_setup import model_aliases, served_name
+from patentrank.engine_models import model_aliases, served_name
 from patentrank.errors import InputError
 from patentrank.models.remote import format_document, format_query, parse_preformatted
 
@@ -391,3 +391,41 @@ def test_no_cache_never_hits() -> None:
         return await cache.get_many(["k"])
 
     assert run(body()) == [None]
+
+
+def test_mixed_batches_score_like_one_query_at_a_time(reranker) -> None:
+    """Many-document queries take the shared-prefix path, the rest one plain batch: same scores."""
+    from patentrank.engine_models import PREFIX_SHARING_MIN_DOCS, score_mixed
+
+    many = [f"{d} ({i})" for i in range(PREFIX_SHARING_MIN_DOCS) for d in DOCS[:1]]
+    requests = [(QUERIES[0], many, None), (QUERIES[1], DOCS[:2], None), (QUERIES[2], DOCS[2:3], "Find art")]
+    pairs = [p for q, docs, i in requests for p in reranker.encode(q, docs, i)]
+    got = score_mixed(reranker, pairs)
+    want = np.concatenate([reranker.compute(q, docs, i).logits for q, docs, i in requests])
+    np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+    assert np.abs(np.diff(want)).max() > 100 * TOLERANCE  # negative control: the rows really differ
+
+
+def test_common_prefix_leaves_every_sequence_its_last_token() -> None:
+    from patentrank.engine_models import common_prefix_length
+
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert common_prefix_length([[7, 1], [8, 1]]) == 0
+
+
+def test_a_lone_request_is_not_held_for_the_window() -> None:
+    """Requests arriving one at a time skip the batching window (here 30 s, so waiting would show)."""
+    batcher = DynamicBatcher("t", Recorder(), max_wait_s=30.0)
+
+    async def body() -> float:
+        await batcher.start()
+        try:
+            began = asyncio.get_running_loop().time()
+            for i in range(3):
+                assert await batcher.submit([i], [1]) == [f"None:{i}"]
+            return asyncio.get_running_loop().time() - began
+        finally:
+            await batcher.stop()
+
+    assert run(body()) < 10.0

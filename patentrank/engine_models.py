@@ -1,4 +1,4 @@
-"""Building an engine's models from Settings: in-process or remote, and the names they answer to."""
+"""The engine's models: loading them from Settings, the names they answer to, scoring mixed batches."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ from collections.abc import Callable, Sequence
 from pathlib import PurePath
 from typing import Any
 
+import numpy as np
+
 from patentrank.config import Settings
 from patentrank.errors import InputError, ModelLoadError
 
 DISABLED = ("", "none", "off", "false", "0")
+# Below this many documents per query, computing the shared prompt prefix once (one extra model call
+# per query) costs more than it saves; such pairs go into one plain batch across all their queries.
+PREFIX_SHARING_MIN_DOCS = 8
+# A common prefix shorter than this is not worth a separate model call.
+MIN_COMMON_PREFIX = 16
 ROLES = ("reranker", "embedder")
 
 
@@ -78,3 +85,56 @@ def load_models(
             errors[role] = text.splitlines()[0] if text else type(exc).__name__
             say(f"warning: {role} not loaded, serving without it: {errors[role]}")
     return models, errors, disabled
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Leading tokens every sequence shares, leaving each at least its last token.
+
+    Example:
+        >>> common_prefix_length([[1, 2, 3, 4], [1, 2, 5]])
+        2
+    """
+    limit = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    length = 0
+    while length < limit and all(s[length] == first[length] for s in sequences):
+        length += 1
+    return length
+
+
+def score_mixed(reranker: Any, pairs: Sequence[Any]) -> np.ndarray:
+    """Logits for pairs from many requests, computing shared prompt prefixes once.
+
+    Queries with many documents go through `score_encoded` (their system + instruction + query
+    prefix computed once per query). The pairs of all other queries go through the model together,
+    with the prefix they all share (system prompt, and the instruction when it is the same) computed
+    once per call: on short requests that is most of each prompt. Pairs of a single query take
+    `score_encoded` as a whole, so a lone request scores exactly as `Reranker.compute` does.
+
+    Example:
+        >>> pairs = reranker.encode("q1", ["a", "b"]) + reranker.encode("q2", ["c"])  # doctest: +SKIP
+        >>> score_mixed(reranker, pairs).shape                                      # doctest: +SKIP
+        (3,)
+    """
+    scorer = getattr(reranker, "scorer", None)
+    if scorer is None or not pairs:  # a remote model: its server does its own batching
+        return np.asarray(reranker.score_encoded(pairs))
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, pair in enumerate(pairs):
+        shared = getattr(pair, "shared_len", 0)
+        groups.setdefault(tuple(pair.input_ids[:shared]) if shared else (-1 - i,), []).append(i)
+    if len(groups) == 1:  # one query (e.g. a lone request): exactly `Reranker.compute`'s path
+        return np.asarray(reranker.score_encoded(pairs))
+    by_query = [i for members in groups.values() if len(members) >= PREFIX_SHARING_MIN_DOCS for i in members]
+    rest = sorted(set(range(len(pairs))) - set(by_query))
+    out = np.empty(len(pairs), dtype=np.float32)
+    if by_query:
+        out[by_query] = reranker.score_encoded([pairs[i] for i in by_query])
+    if rest:
+        sequences = [pairs[i].input_ids for i in rest]
+        shared = common_prefix_length(sequences) if len(rest) > 1 else 0
+        if shared >= MIN_COMMON_PREFIX:
+            out[rest] = scorer.logits_shared_prefix(sequences[0][:shared], [s[shared:] for s in sequences])
+        else:
+            out[rest] = scorer.logits(sequences)
+    return out
