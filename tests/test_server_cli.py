@@ -1,4 +1,5 @@
-"""`patentrank serve` as a real process: a model that fails to load is one line, the rest serves."""
+"""`patentrank serve` as a real process: a model that fails to load is one line; search, the models
+that loaded and the web page serve."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def test_serve_degrades_gracefully_when_a_model_fails(tiny_reranker_path: Path, 
         str(tmp_path / "no-such-embedder"),
         "--device",
         "cpu",
+        "--index",
+        str(tmp_path / "ix"),
         "--log-level",
         "warning",
         env={"PATENTRANK_API_KEY": "k", "PATENTRANK_RERANKER_ALIASES": "qwen3-reranker-0.6b"},
@@ -74,11 +77,15 @@ def test_serve_degrades_gracefully_when_a_model_fails(tiny_reranker_path: Path, 
         assert ranked.status_code == 200 and ranked.json()["results"][0]["document"]["text"] == "a gearbox"
         missing = httpx.post(f"{url}/v1/embeddings", json={"input": "gear"}, headers=headers)
         assert missing.status_code == 503 and "--embedder-model" in missing.json()["error"]["message"]
+        assert health["stages"]["search"] is True
+        search = httpx.post(f"{url}/v1/search", json={"query": "gear"}, headers=headers, timeout=60)
+        assert search.status_code == 200, search.text
+        assert httpx.get(f"{url}/ui/", timeout=60).status_code == 200  # the page (its login, with a key)
     finally:
         process.terminate()
         _, err = process.communicate(timeout=30)
-    warnings = [line for line in err.splitlines() if "not loaded" in line]
-    assert len(warnings) == 1 and warnings[0].startswith("warning: embedder not loaded")
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: embedder not loaded"), err
     assert "Traceback" not in err
 
 

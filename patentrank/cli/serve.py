@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,13 +38,15 @@ def serve(
     no_batching: Annotated[
         bool, typer.Option("--no-batching", help="Run requests one at a time (for comparison only).")
     ] = False,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Serve the web page at /ui.")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve the models over HTTP: /rerank, /v1/rerank, /v2/rerank, /v1/embeddings, /health, /metrics, /docs.
+    """Serve search and the models over HTTP: /v1/search, /v1/patents, /rerank, /v1/rerank, /v2/rerank,
+    /v1/embeddings, /health, /metrics, the API docs at /docs and the web page at /ui.
 
     Every option also reads from the environment (PATENTRANK_RERANKER_MODEL, PATENTRANK_API_KEY,
-    PATENTRANK_CACHE_URL, ...). A model that fails to load is reported in one line and the server
-    starts without it. Example: patentrank serve --port 8000 --reranker-model /models/Qwen3-Reranker-0.6B
+    PATENTRANK_CACHE_URL, ...). A model or index that fails to load is reported in one line and the
+    server starts without it. Example: patentrank serve --index /data/ix --reranker-model /models/rr
     """
     from pydantic import ValidationError
 
@@ -72,19 +75,75 @@ def serve(
 
     import uvicorn
 
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
     try:
-        engine = Engine.from_settings(settings, report=lambda line: typer.echo(line, err=True))
+        engine = Engine.from_settings(settings, report=say)
     except PatentrankError as exc:
         fail(str(exc))
+    index = attach_index(engine, settings, say)
+    app = create_app(engine, settings, routers=_search_routers())
+    if ui:
+        app = _mount_ui(app, engine, settings, say)
     ready = [name for name, ok in engine.health()["stages"].items() if ok]
-    typer.echo(
+    extras = [", web page at /ui" if ui else "", ", API key required" if settings.api_key else ""]
+    say(
         f"patentrank serving {', '.join(ready) or 'no models'} on http://{settings.host}:{settings.port} "
-        f"(API docs at /docs{', API key required' if settings.api_key else ''})",
-        err=True,
+        f"(API docs at /docs{''.join(extras)})"
     )
     try:
-        uvicorn.run(create_app(engine, settings), host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
     except OSError as exc:  # e.g. the port is taken
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
     finally:
         engine.close()
+        if index is not None:
+            index.close()
+
+
+def attach_index(engine: Any, settings: Any, say: Callable[[str], None]) -> Any:
+    """Open (or create) the index at settings.index_dir and give the engine its search pipeline.
+
+    The pipeline's model calls go through the engine's batchers and cache. An index that cannot be
+    opened is reported in one line and the search stage stays off (503 naming the problem).
+    """
+    from patentrank.index.patent_index import PatentIndex
+    from patentrank.runtime import engine_pipeline
+
+    path, store = settings.index_dir, settings.vector_store
+    try:
+        try:
+            index = PatentIndex(path, embedder=engine.embedder, vector_store=store)
+        except Exception as exc:
+            if engine.embedder is None:
+                raise
+            # An index built with another embedder still serves lexical search.
+            say(f"warning: dense search disabled for {path}: {_one_line(exc)}")
+            index = PatentIndex(path, embedder=None, vector_store=store)
+    except Exception as exc:  # any failure to open leaves the rest of the server running
+        engine.load_errors["pipeline"] = f"the index at {path} could not be opened: {_one_line(exc)}"
+        say(f"warning: search not available: {engine.load_errors['pipeline']}")
+        return None
+    engine.pipeline = engine_pipeline(engine, index)
+    return index
+
+
+def _search_routers() -> list[Any]:
+    from patentrank.server.routes_search import router
+
+    return [router]
+
+
+def _mount_ui(app: Any, engine: Any, settings: Any, say: Callable[[str], None]) -> Any:
+    try:
+        from patentrank.ui.app import mount_ui
+    except ImportError as exc:
+        say(f"warning: web page not available: {_one_line(exc)}")
+        return app
+    return mount_ui(app, engine, settings)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
