@@ -15,7 +15,7 @@ import numpy as np
 from patentrank.batching import DynamicBatcher
 from patentrank.cache import CachedScore, ScoreCache, make_cache, score_key
 from patentrank.config import DEFAULT_INSTRUCTION, Settings
-from patentrank.engine_models import load_models, model_aliases, score_mixed, served_name
+from patentrank.engine_models import load_models, model_aliases, pair_cost, score_mixed, served_name
 from patentrank.errors import InputError, PatentrankError
 from patentrank.metrics import Metrics
 
@@ -52,11 +52,6 @@ class EmbedResult:
 
     vectors: np.ndarray
     prompt_tokens: int
-
-
-def _pair_cost(pair: Any) -> int:
-    tokens = getattr(pair, "num_tokens", None)
-    return int(tokens) if tokens is not None else len(pair.input_ids)
 
 
 class Engine:
@@ -276,10 +271,10 @@ class Engine:
                 ),
             )
             self.metrics.stage_seconds.labels(stage="tokenize").observe(time.perf_counter() - began)
-            logits = await self.rerank_batcher.submit(pairs, [_pair_cost(p) for p in pairs])
+            logits = await self.rerank_batcher.submit(pairs, [pair_cost(p) for p in pairs])
             fresh = {}
             for i, pair, logit in zip(misses, pairs, logits, strict=True):
-                found[i] = CachedScore(float(logit), _pair_cost(pair), bool(pair.truncated))
+                found[i] = CachedScore(float(logit), pair_cost(pair), bool(pair.truncated))
                 fresh[keys[i]] = found[i]
             await self.cache.set_many(fresh)
         values = [hit for hit in found if hit is not None]
@@ -315,7 +310,9 @@ class Engine:
         """Vectors for passages (`input_type='document'`) or queries (wrapped in the instruction)."""
         embedder = self.require_embedder()
         if dimensions is not None:
-            full = int(getattr(embedder, "full_dim", None) or embedder.dim)
+            # A remote embedder would have to ask its server (blocking the loop): its server checks.
+            remote = type(embedder).__name__.startswith("Remote")
+            full = dimensions if remote else int(getattr(embedder, "full_dim", None) or embedder.dim)
             if not 1 <= dimensions <= full:
                 raise InputError(
                     f"dimensions must be between 1 and {full} for {self.embedder_name!r}, got {dimensions}",

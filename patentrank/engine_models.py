@@ -87,6 +87,12 @@ def load_models(
     return models, errors, disabled
 
 
+def pair_cost(pair: Any) -> int:
+    """Tokens of one encoded pair (estimated for a remote model's pairs), for batch budgets."""
+    tokens = getattr(pair, "num_tokens", None)
+    return int(tokens) if tokens is not None else len(pair.input_ids)
+
+
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     """Leading tokens every sequence shares, leaving each at least its last token.
 
