@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -36,7 +37,23 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, float32, bfloat16, float16")
     if resolved == torch.float16 and device.type == "cpu":
         raise ModelLoadError("float16 on CPU is about 50x slower than bfloat16; use --dtype bfloat16")
+    if resolved == torch.bfloat16 and device.type == "cpu" and not cpu_has_fast_bf16():
+        # Measured here: bf16 GEMM 8x slower than float32 on an AVX2-only CPU (docs/benchmarks.md).
+        logging.getLogger("patentrank").warning(
+            "this CPU has no native bfloat16 (%s): bfloat16 will be several times slower than float32",
+            torch.backends.cpu.get_cpu_capability(),
+        )
     return resolved
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether the CPU has native bf16 instructions (AVX-512 BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as info:
+            flags = next((line for line in info if line.startswith("flags")), "")
+    except OSError:
+        return torch.backends.cpu.get_cpu_capability() == "AVX512"
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:
