@@ -369,6 +369,20 @@ class Engine:
             "error": None if model is not None else self.load_errors.get(role),
         }
 
+    def _index_health(self) -> dict[str, Any] | None:
+        """The search index's parts (documents, BM25, vectors: FAISS or Milvus); never raises."""
+        index = getattr(self.pipeline, "index", None)
+        if index is None:
+            return None
+        parts: dict[str, Any] = {}
+        for name in ("docstore", "lexical", "vectors"):
+            part = getattr(index, name, None)
+            try:
+                parts[name] = part.health() if part is not None else None
+            except Exception as exc:  # health must answer even when a store is broken
+                parts[name] = {"ok": False, "detail": str(exc)}
+        return parts
+
     def health(self) -> dict[str, Any]:
         """Liveness plus which models and stages are ready, with load errors."""
         from patentrank import __version__
@@ -380,6 +394,9 @@ class Engine:
         stages = {"rerank": self.reranker is not None, "embed": self.embedder is not None}
         stages["search"] = self.pipeline is not None
         failed = sorted(set(self.load_errors) - self.disabled)
+        index = self._index_health()
+        if index and not all(part.get("ok", True) for part in index.values() if isinstance(part, dict)):
+            failed.append("index")
         return {
             "status": "degraded" if failed else "ok",
             "failed": failed,
@@ -387,6 +404,7 @@ class Engine:
             "uptime_s": round(time.time() - self.started_at, 1),
             "models": models,
             "stages": stages,
+            "index": index,
             "cache": self.cache.health(),
             "queue": {
                 "rerank": self.rerank_batcher.depth,

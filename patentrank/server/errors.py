@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from patentrank.batching import Overloaded
 from patentrank.engine import StageUnavailable, UnknownModel
 from patentrank.errors import InputError, ModelLoadError, PatentrankError
+from patentrank.index.stores import VectorStoreUnavailable
 from patentrank.models.remote import RemoteError
 
 logger = logging.getLogger("patentrank.server")
@@ -79,6 +80,8 @@ def from_exception(exc: BaseException, *, tei: bool = False) -> ApiError:
         return ApiError(503, message, kind="unavailable", tei=tei)
     if isinstance(exc, RemoteError):
         return ApiError(502, message, kind="upstream_error", tei=tei)
+    if isinstance(exc, VectorStoreUnavailable):  # Milvus down: retry later, the rest still serves
+        return ApiError(503, message, kind="unavailable", headers={"Retry-After": "5"}, tei=tei)
     if isinstance(exc, PatentrankError):
         return ApiError(500, message, kind="server_error", tei=tei)
     return ApiError(
