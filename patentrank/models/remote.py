@@ -16,7 +16,7 @@ from patentrank.config import DEFAULT_INSTRUCTION
 from patentrank.errors import InputError, PatentrankError
 from patentrank.models.embedder import QUERY_TEMPLATE
 from patentrank.models.prompt import ASSISTANT_SUFFIX, SYSTEM_PREFIX, document_part, query_part
-from patentrank.models.reranker import RankResult, RerankOutput, validate_request
+from patentrank.models.reranker import Ranking, RerankOutput, validate_request
 
 _QUERY_BODY = re.compile(r"<Instruct>: (.*?)\n<Query>: (.*)\n", re.DOTALL)
 _DOCUMENT_HEAD = "<Document>: "
@@ -157,7 +157,7 @@ class RemotePair:
     truncated: bool = False
 
 
-class RemoteReranker:
+class RemoteReranker(Ranking):
     """Qwen3-Reranker behind a vLLM server (`vllm serve ... --runner pooling`) or another patentrank server.
 
     Prompts are formatted client-side (system prefix and instruction in the query, the assistant
@@ -266,24 +266,6 @@ class RemoteReranker:
         logits = self.score_encoded(pairs)
         scores = 1.0 / (1.0 + np.exp(-logits))
         return RerankOutput(scores.tolist(), logits.tolist(), sum(p.num_tokens for p in pairs), [])
-
-    def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
-        """P(yes) for each document, in input order."""
-        return self.compute(query, documents, instruction).scores
-
-    def rank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        instruction: str | None = None,
-    ) -> list[RankResult]:
-        """Documents sorted by score (best first), like `Reranker.rank`."""
-        scores = self.score(query, documents, instruction)
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        if top_n is not None and top_n > 0:
-            order = order[:top_n]
-        return [RankResult(i, scores[i], documents[i]) for i in order]
 
     def close(self) -> None:
         self.endpoints.close()

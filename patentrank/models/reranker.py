@@ -47,7 +47,38 @@ def validate_request(query: str, documents: Sequence[str]) -> None:
             raise InputError(f"documents[{i}] must be a string", field=f"documents[{i}]")
 
 
-class Reranker:
+class Ranking:
+    """`score` and `rank` for any reranker that implements `compute` (local or remote)."""
+
+    def compute(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+    ) -> RerankOutput:
+        raise NotImplementedError
+
+    def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
+        """P(yes) for each document, in input order."""
+        return self.compute(query, documents, instruction).scores
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        instruction: str | None = None,
+    ) -> list[RankResult]:
+        """Documents sorted by score (best first), each with its input index; `top_n` keeps the best n."""
+        scores = self.score(query, documents, instruction)
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        if top_n is not None and top_n > 0:
+            order = order[:top_n]
+        return [RankResult(i, scores[i], documents[i]) for i in order]
+
+
+class Reranker(Ranking):
     """A Qwen3-Reranker (0.6B, 4B, 8B, or any Qwen3-style yes/no reranker) loaded in-process.
 
     Scores follow the model card exactly: P(yes) = sigmoid(l_yes - l_no) at the last prompt token,
@@ -178,21 +209,3 @@ class Reranker:
             prompt_tokens=sum(len(p.input_ids) for p in pairs),
             truncated=[i for i, p in enumerate(pairs) if p.truncated],
         )
-
-    def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
-        """P(yes) for each document, in input order."""
-        return self.compute(query, documents, instruction).scores
-
-    def rank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        instruction: str | None = None,
-    ) -> list[RankResult]:
-        """Documents sorted by score (best first), each with its input index; `top_n` keeps the best n."""
-        scores = self.score(query, documents, instruction)
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        if top_n is not None and top_n > 0:
-            order = order[:top_n]
-        return [RankResult(i, scores[i], documents[i]) for i in order]
