@@ -164,7 +164,8 @@ class World:
                             for t in range(n_topics) for lang in ("zh", "en")}  # fmt: skip
         self.topic_of_patent: dict[str, int] = {}
         self.generate_s = 0.0
-        self._zipf = iter(np.minimum(self.np_rng.zipf(1.3, 40 * size), 10**7).tolist())
+        # Ranks of the rare terms; kept as an int64 array (a list of 40M Python ints would take 1.5 GB at 1M).
+        self._zipf = map(int, np.minimum(self.np_rng.zipf(1.3, 40 * size), 10**7))
 
     def patents(self, passages_so_far: Callable[[], int]) -> Any:
         """Patents until `passages_so_far()` reaches the size (it counts what the index has chunked)."""
