@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from patentrank.config import Settings
-from patentrank.engine_models import DISABLED, load_models
+from patentrank.engine_models import load_models
 from patentrank.index.patent_index import PatentIndex
 from patentrank.search import SearchPipeline
 
@@ -34,49 +34,68 @@ def load_some_models(
     return models, {r: e for r, e in errors.items() if r in roles}
 
 
+def open_index(
+    path: str | Path, embedder: Any | None, vector_store: str, report: Callable[[str], None]
+) -> tuple[PatentIndex, str | None]:
+    """Open (or create) an index with `embedder`; an index built with another embedder (or a vector
+    store that cannot be opened) still serves lexical search: returns (index, why dense is off)."""
+    try:
+        return PatentIndex(path, embedder=embedder, vector_store=vector_store), None
+    except Exception as exc:
+        if embedder is None:
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        report(f"warning: dense search disabled for {path}: {reason}")
+        return PatentIndex(path, embedder=None, vector_store=vector_store), reason
+
+
+def build_pipeline(
+    index: PatentIndex,
+    *,
+    embed_query: Callable[[str, str | None], Any] | None,
+    rerank: Callable[[str, list[str], str | None], list[float]] | None,
+    errors: dict[str, str],
+    instruction: str | None,
+) -> SearchPipeline:
+    """A pipeline whose missing stages explain themselves with the models' load errors."""
+    embed_query = embed_query if index.vectors is not None else None
+    unavailable = {}
+    if embed_query is None:
+        unavailable["dense"] = errors.get("embedder", "no embedder is configured")
+    if rerank is None:
+        unavailable["rerank"] = errors.get("reranker", "no reranker is configured")
+    return SearchPipeline(
+        index,
+        embed_query=embed_query,
+        rerank=rerank,
+        unavailable=unavailable,
+        default_instruction=instruction,
+    )
+
+
 def open_runtime(
     settings: Settings,
     index_dir: str | Path | None = None,
     *,
     roles: Sequence[str] = ("reranker", "embedder"),
-    models: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
     report: Callable[[str], None] | None = None,
 ) -> Runtime:
     """Open (or create) the index at `index_dir` with the configured models, degrading gracefully:
     a model that fails to load leaves its stage out, and the pipeline says why in every answer."""
-    if models is None:
-        models, errors = load_some_models(settings, roles, report)
-    errors = dict(errors or {})
+    models, errors = load_some_models(settings, roles, report)
     embedder, reranker = models.get("embedder"), models.get("reranker")
     path = Path(index_dir or settings.index_dir)
-    try:
-        index = PatentIndex(path, embedder=embedder, vector_store=settings.vector_store)
-    except Exception as exc:
-        if embedder is None:
-            raise
-        # An index built with another embedder still serves lexical search.
-        errors["embedder"] = str(exc)
-        (report or print)(f"warning: dense search disabled: {exc}")
-        embedder = None
-        index = PatentIndex(path, embedder=None, vector_store=settings.vector_store)
-    unavailable = {}
-    if embedder is None:
-        unavailable["dense"] = errors.get("embedder", "no embedder is configured")
-    if reranker is None:
-        unavailable["rerank"] = errors.get("reranker", "no reranker is configured")
-    pipeline = SearchPipeline(
+    index, dense_off = open_index(path, embedder, settings.vector_store, report or print)
+    if dense_off:
+        errors["embedder"], embedder = dense_off, None
+    pipeline = build_pipeline(
         index,
         embed_query=(lambda q, i: embedder.embed_queries([q], instruction=i)[0]) if embedder else None,
         rerank=(lambda q, docs, i: reranker.score(q, docs, instruction=i)) if reranker else None,
-        unavailable=unavailable,
-        default_instruction=settings.instruction,
+        errors=errors,
+        instruction=settings.instruction,
     )
     return Runtime(index, pipeline, reranker, embedder, errors)
-
-
-def is_disabled(name: str | None) -> bool:
-    return (name or "").strip().lower() in DISABLED
 
 
 def engine_pipeline(engine: Any, index: PatentIndex) -> SearchPipeline:
@@ -84,17 +103,11 @@ def engine_pipeline(engine: Any, index: PatentIndex) -> SearchPipeline:
     so searches, the HTTP rerank API and the web page share one queue and one cache.
 
     Call the returned pipeline from worker threads (the engine's event loop must be running)."""
-    embedder = engine.embedder if index.vectors is not None else None
-    unavailable = {}
-    if embedder is None:
-        unavailable["dense"] = engine.load_errors.get("embedder", "no embedder is configured")
-    if engine.reranker is None:
-        unavailable["rerank"] = engine.load_errors.get("reranker", "no reranker is configured")
-    return SearchPipeline(
+    return build_pipeline(
         index,
         embed_query=(
             (lambda q, i: engine.embed_sync([q], input_type="query", instruction=i).vectors[0])
-            if embedder is not None
+            if engine.embedder is not None
             else None
         ),
         rerank=(
@@ -102,6 +115,6 @@ def engine_pipeline(engine: Any, index: PatentIndex) -> SearchPipeline:
             if engine.reranker is not None
             else None
         ),
-        unavailable=unavailable,
-        default_instruction=engine.settings.instruction,
+        errors=engine.load_errors,
+        instruction=engine.settings.instruction,
     )

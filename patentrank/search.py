@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -321,8 +321,3 @@ def _ms(start: float) -> float:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
-
-
-def search_many(pipeline: SearchPipeline, requests: Sequence[SearchRequest]) -> list[SearchResponse]:
-    """Convenience for evaluation: run requests one after another."""
-    return [pipeline.search(r) for r in requests]

@@ -108,19 +108,11 @@ def attach_index(engine: Any, settings: Any, say: Callable[[str], None]) -> Any:
     The pipeline's model calls go through the engine's batchers and cache. An index that cannot be
     opened is reported in one line and the search stage stays off (503 naming the problem).
     """
-    from patentrank.index.patent_index import PatentIndex
-    from patentrank.runtime import engine_pipeline
+    from patentrank.runtime import engine_pipeline, open_index
 
-    path, store = settings.index_dir, settings.vector_store
+    path = settings.index_dir
     try:
-        try:
-            index = PatentIndex(path, embedder=engine.embedder, vector_store=store)
-        except Exception as exc:
-            if engine.embedder is None:
-                raise
-            # An index built with another embedder still serves lexical search.
-            say(f"warning: dense search disabled for {path}: {_one_line(exc)}")
-            index = PatentIndex(path, embedder=None, vector_store=store)
+        index, _ = open_index(path, engine.embedder, settings.vector_store, say)
     except Exception as exc:  # any failure to open leaves the rest of the server running
         engine.load_errors["pipeline"] = f"the index at {path} could not be opened: {_one_line(exc)}"
         say(f"warning: search not available: {engine.load_errors['pipeline']}")
