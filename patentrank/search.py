@@ -172,8 +172,9 @@ class SearchPipeline:
 
     # ------------------------------------------------------------ stages
 
-    def _lexical(self, req: SearchRequest, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-        return self.index.lexical.search(req.query, req.retrieve_k, allowed)
+    def _lexical(self, req: SearchRequest) -> list[tuple[int, float]]:
+        flt = None if req.filter.is_empty() else req.filter  # evaluated inside the lexical engine's query
+        return self.index.lexical.search(req.query, req.retrieve_k, flt)
 
     def _dense(self, req: SearchRequest, instruction: str | None) -> list[tuple[int, float]]:
         assert self.embed_query is not None and self.index.vectors is not None
@@ -197,8 +198,7 @@ class SearchPipeline:
         lists: dict[str, list[tuple[int, float]]] = {}
         if want_lexical:
             t = time.perf_counter()
-            allowed = None if req.filter.is_empty() else self.index.docstore.allowed_passage_ids(req.filter)
-            lists["lexical"] = self._lexical(req, allowed)
+            lists["lexical"] = self._lexical(req)
             stages["lexical"] = {"ran": True, "ms": _ms(t), "hits": len(lists["lexical"])}
         if want_dense:
             t = time.perf_counter()

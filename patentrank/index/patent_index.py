@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from patentrank.errors import InputError, PatentrankError
 from patentrank.index.base import VectorStore
 from patentrank.index.docstore import DocStore
 from patentrank.index.filters import PassageFields
-from patentrank.index.lexical import LexicalIndex
+from patentrank.index.lexical import LexicalIndex, LexicalIndexError
+from patentrank.index.lexical_rebuild import LEXICAL_DIR, OLD_LEXICAL_DIR, finish_interrupted_swap
 
 META_FILE = "index.json"
 LEXICAL, VECTOR = "lexical", "vector"
@@ -50,7 +52,7 @@ class IngestReport:
 
 
 class PatentIndex:
-    """An index folder: `docs.sqlite` (patents, passages, journal), `lexical/` (BM25) and the vectors.
+    """An index folder: `docs.sqlite` (patents, passages, journal), `bm25/` (tantivy) and the vectors.
 
     Every write goes to the document store first, in one transaction that also journals what the
     BM25 and vector indexes must do; those indexes are committed at checkpoints, and only then is
@@ -87,7 +89,7 @@ class PatentIndex:
         self._write_lock = threading.Lock()
         self.meta = self._read_meta()
         self.docstore = DocStore(self.path / "docs.sqlite", stages=(LEXICAL, VECTOR))
-        self.lexical = LexicalIndex(self.path / "lexical")
+        self.lexical = self._open_lexical()
         self.vectors: VectorStore | None = None
         if embedder is not None:
             self._check_embedder(embedder)
@@ -96,6 +98,15 @@ class PatentIndex:
             self.sync()
 
     # ------------------------------------------------------------ metadata
+
+    def _open_lexical(self) -> LexicalIndex:
+        finish_interrupted_swap(self.path)
+        if (self.path / OLD_LEXICAL_DIR / "CURRENT").exists() and not (self.path / LEXICAL_DIR).exists():
+            raise LexicalIndexError(
+                f"the index at {self.path} has its lexical stage in the old format (before tantivy): "
+                f"run `patentrank reindex --index {self.path}` once (documents and vectors are kept)"
+            )
+        return LexicalIndex(self.path / LEXICAL_DIR)
 
     def _read_meta(self) -> dict[str, Any]:
         file = self.path / META_FILE
@@ -152,7 +163,7 @@ class PatentIndex:
         time a checkpoint makes them durable in every index.
         """
         report = IngestReport()
-        with self._write_lock:
+        with self._write_lock, self._lexical_writer():
             since_checkpoint = 0
             batch: list[Patent] = []
             for patent in patents:
@@ -188,12 +199,23 @@ class PatentIndex:
         self._apply(result.removed_ids, written)
         return len(unique)
 
+    @contextlib.contextmanager
+    def _lexical_writer(self) -> Iterator[None]:
+        """Hold the lexical writer for one write call only, so other processes can write between calls
+        (a server that ingested once must not lock `patentrank index` out)."""
+        try:
+            yield
+        finally:
+            self.lexical.release_writer()
+
     def _apply(self, removed: np.ndarray, written: Sequence[tuple[Passage, PassageFields]]) -> None:
         """Stage removals and writes in BM25 and, when there is an embedder, in the vector store."""
         if len(removed):
             self.lexical.delete(removed)
         if written:
-            self.lexical.add([p.passage_id for p, _ in written], [p.text for p, _ in written])
+            self.lexical.add(
+                [p.passage_id for p, _ in written], [p.text for p, _ in written], [f for _, f in written]
+            )
         if self.vectors is None or self.embedder is None:
             return
         if len(removed):
@@ -216,7 +238,7 @@ class PatentIndex:
 
     def delete(self, patent_ids: Sequence[str]) -> list[str]:
         """Remove patents from every index; returns the ids that were present."""
-        with self._write_lock:
+        with self._write_lock, self._lexical_writer():
             present = list(self.docstore.get_patents(patent_ids))
             removed = self.docstore.delete_patents(present)
             self._apply(removed, [])
@@ -225,7 +247,7 @@ class PatentIndex:
 
     def sync(self, progress: Callable[[int], None] | None = None) -> int:
         """Finish what an interrupted run left in the journal; returns the passages handled."""
-        with self._write_lock:
+        with self._write_lock, self._lexical_writer():
             handled = 0
             stages = [LEXICAL] + ([VECTOR] if self.vectors is not None else [])
             for stage in stages:
@@ -244,7 +266,9 @@ class PatentIndex:
             if len(deletes):
                 self.lexical.delete(deletes)
             for batch in self.docstore.iter_passages(1000, ids=pending):
-                self.lexical.add([p.passage_id for p, _ in batch], [p.text for p, _ in batch])
+                self.lexical.add(
+                    [p.passage_id for p, _ in batch], [p.text for p, _ in batch], [f for _, f in batch]
+                )
                 if progress:
                     progress(len(batch))
             self.lexical.commit()
