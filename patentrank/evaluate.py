@@ -261,7 +261,8 @@ def bm25_run(
         texts = [document_text(d) for d in collection.corpus]
         index.add(np.arange(len(texts)), texts, show_progress=show_progress)
         index.commit()
-        hits = index.search_many([q["text"] for q in collection.queries], k=k, show_progress=show_progress)
+        queries = tqdm(collection.queries, disable=not show_progress, desc="BM25 search", unit="query")
+        hits = [index.search(q["text"], k=k) for q in queries]
         index.close()
     doc_ids = [d["id"] for d in collection.corpus]
     run: dict[str, dict[str, float]] = {}
