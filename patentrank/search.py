@@ -205,7 +205,7 @@ class SearchPipeline:
             lists["dense"] = self._dense(req, instruction)
             stages["dense"] = {"ran": True, "ms": _ms(t), "hits": len(lists["dense"])}
         hits = self._fuse(req, lists)
-        self._attach_passages(hits, req.query)
+        self._attach_heads(hits)
         reranked = self._rerank(req, hits, instruction, stages)
         results = self._aggregate(req, hits, reranked)
         return SearchResponse(
@@ -233,13 +233,25 @@ class SearchPipeline:
             hit.first_stage_rank = rank
         return ordered
 
-    def _attach_passages(self, hits: list[PassageHit], query: str) -> None:
-        passages = {p.passage_id: p for p in self.index.docstore.get_passages([h.passage_id for h in hits])}
+    def _attach_heads(self, hits: list[PassageHit]) -> None:
+        """Patent and field of every hit; texts are read later for the few passages that need them."""
+        heads = self.index.docstore.get_passage_heads([h.passage_id for h in hits])
         for hit in hits:
-            p = passages.get(hit.passage_id)
-            if p is not None:  # a passage deleted between retrieval and now is dropped below
-                hit.patent_id, hit.field, hit.text = p.patent_id, p.field, p.text
+            head = heads.get(hit.passage_id)
+            if head is not None:  # a passage deleted between retrieval and now is dropped below
+                hit.patent_id, hit.field = head
         hits[:] = [h for h in hits if h.patent_id]
+
+    def _attach_texts(self, hits: list[PassageHit]) -> None:
+        """Texts of these hits only (the rerank candidates, the shown passages): O(candidates) reads."""
+        missing = [h for h in hits if not h.text]
+        if missing:
+            texts = {
+                p.passage_id: p.text
+                for p in self.index.docstore.get_passages([h.passage_id for h in missing])
+            }
+            for hit in missing:
+                hit.text = texts.get(hit.passage_id, "")
 
     def _rerank(
         self, req: SearchRequest, hits: list[PassageHit], instruction: str | None, stages: dict[str, Any]
@@ -259,6 +271,7 @@ class SearchPipeline:
                 chosen.append(hit)
                 if len(chosen) >= req.candidates:
                     break
+        self._attach_texts(chosen)
         t = time.perf_counter()
         if chosen:
             scores = self.rerank(req.query, [h.text for h in chosen], instruction)
@@ -286,6 +299,7 @@ class SearchPipeline:
                     best[hit.patent_id] = hit
                     ranked.append(hit)
         ranked = ranked[: req.top_n]
+        self._attach_texts(ranked)
         patents = self.index.docstore.get_patents([h.patent_id for h in ranked])
         results = []
         for rank, hit in enumerate(ranked, 1):

@@ -363,6 +363,10 @@ class DocStore:
         found = {row[0]: Passage(*row) for row in self._select_ids(_PASSAGE_COLUMNS, ids)}
         return [found[i] for i in ids if i in found]
 
+    def get_passage_heads(self, ids: Iterable[int] | np.ndarray) -> dict[int, tuple[str, str]]:
+        """(patent id, field) of these passages without their text, keyed by passage id."""
+        return {r[0]: (r[1], r[2]) for r in self._select_ids("passage_id, patent_id, field", ids)}
+
     def get_fields(self, ids: Iterable[int] | np.ndarray) -> dict[int, PassageFields]:
         """The filter fields of these passages, keyed by passage id."""
         return {r[0]: _fields_from_row(r[1:]) for r in self._select_ids(f"passage_id, {_FIELD_COLUMNS}", ids)}
