@@ -255,7 +255,8 @@ def test_hnsw_recall_against_exact(make_store) -> None:
     languages = ["ja" if i % 200 == 0 else "zh" if rng.random() < 0.3 else "en" for i in range(n)]
     fields = [PassageFields(f"P{i}", language=lang) for i, lang in enumerate(languages)]
     if make_store.backend == "faiss":
-        store = make_store(dim=dim, hnsw_threshold=1000, hnsw_m=16, exact_filter_limit=500)
+        # float32 HNSW: its exact fallback must equal brute force (the SQ8 kinds: test_faiss_compressed)
+        store = make_store(dim=dim, hnsw_threshold=1000, hnsw_m=16, exact_filter_limit=500, compressed=False)
     else:
         store = make_store(dim=dim, index_type="HNSW", index_params={"M": 16, "efConstruction": 200})
     store.upsert(ids, vectors, fields)
@@ -353,10 +354,10 @@ def test_faiss_hnsw_compacts_dead_slots_on_save(tmp_path: Path) -> None:
     store.upsert(ids, vectors, [PassageFields(f"P{i}") for i in ids])
     store.save()
     store.delete(ids[:1000].tolist())
-    assert (store.kind, store.dead, store.count()) == ("hnsw", 1000, 2000)
+    assert (store.kind, store.dead, store.count()) == ("hnsw_sq8", 1000, 2000)
     assert all(i >= 1000 for row in store.search(vectors[:50], 10) for i, _ in row)
     store.save()
-    assert (store.kind, store.dead, store.count()) == ("hnsw", 0, 2000)
+    assert (store.kind, store.dead, store.count()) == ("hnsw_sq8", 0, 2000)
     store.close()
     health = store.health()  # closed: reports, never raises
     assert health["ok"] is False

@@ -1,4 +1,4 @@
-"""`FaissStore`: passage vectors in FAISS (exact, HNSW past a size) with filters pushed into the search."""
+"""`FaissStore`: passage vectors in FAISS (exact, compressed past a size) with filters inside the search."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Any
 import faiss
 import numpy as np
 
+from patentrank.index import faiss_kinds
 from patentrank.index.faiss_columns import FilterColumns
+from patentrank.index.faiss_kinds import IndexPlan
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.stores import VectorStoreError, check_ids, check_queries, check_upsert
 
@@ -43,21 +45,26 @@ class FaissStore:
     """Vectors in a FAISS index, the filterable fields of each passage in a SQLite table beside it.
 
     Layout of the folder `path`: ``vectors.faiss`` (FAISS ids are internal *slots*) and
-    ``fields.sqlite`` (passage id -> slot and `PassageFields`). Below `hnsw_threshold` live
-    passages the index is exact (IndexFlatIP inside IndexIDMap2); the first `save()` after the
-    count passes it converts the index to HNSW (IndexHNSWFlat, `hnsw_m` links), because building
-    HNSW once from all vectors is much faster than growing it during a bulk load. HNSW cannot
-    remove vectors, so a replaced or deleted passage leaves a dead slot that searches skip; `save()`
-    rebuilds once dead slots pass `compact_fraction` of the index.
+    ``fields.sqlite`` (passage id -> slot and `PassageFields`). The index kind follows the number
+    of live passages (`IndexPlan`, module `faiss_kinds`): exact (IndexFlatIP) up to
+    `hnsw_threshold`, HNSW over 8-bit scalar-quantised codes (IndexHNSWSQ) up to `ivf_threshold`,
+    IVF over SQ8 codes above it. An upsert that takes the count into a higher band converts the
+    index at once, chunk by chunk, so a bulk load never holds more than the flat band's float32
+    vectors. HNSW and IVF here do not remove vectors, so a replaced or deleted passage leaves a
+    dead slot that searches skip; `save()` rebuilds once dead slots pass `compact_fraction`.
+    Files written by earlier versions (flat, or HNSW over float32) open and keep working.
+
+    With `mmap=True` the index is read with FAISS's memory-mapping flags: the vector codes (or the
+    IVF lists) stay in the file and the OS pages them in; the first write reads it into RAM.
 
     Filters are evaluated over in-memory columns loaded from the side table (`FilterColumns`, the
-    semantics of `SearchFilter.matches`; SQL over the table measured 0.4-1.8 s per query at 1M
-    passages); the matching slots go to FAISS as a bitmap IDSelector, so a filtered query returns k
-    results whenever k passages match (exact search for flat indexes and for small matching sets;
-    HNSW with a widened beam otherwise, falling back to exact for any row that comes back short).
+    semantics of `SearchFilter.matches`); the matching slots go to FAISS as a bitmap IDSelector, so a
+    filtered query returns k results whenever k passages match (a brute-force pass over the
+    matching codes for small matching sets; a widened beam or more probed lists otherwise, falling
+    back to brute force for any row that comes back short).
 
     Example:
-        >>> store = FaissStore("/data/index/faiss", dim=1024)
+        >>> store = FaissStore("/data/index/faiss", dim=256)
         >>> store.upsert([1, 2], vectors, [PassageFields("CN1"), PassageFields("US2", codes=("H04L9/32",))])
         >>> store.search(query_vectors, k=10, flt=SearchFilter(code_prefixes=["H04L"]))
         [[(2, 0.83)]]
@@ -70,25 +77,33 @@ class FaissStore:
         dim: int,
         *,
         hnsw_threshold: int = 200_000,
+        ivf_threshold: int | None = 2_000_000,
+        compressed: bool = True,
         hnsw_m: int = 32,
         ef_construction: int = 200,
         ef_search: int = 128,
+        nprobe: int = 64,
+        nlist: int | None = None,
         exact_filter_limit: int = 20_000,
         compact_fraction: float = 0.2,
+        mmap: bool = False,
     ) -> None:
         if dim < 1:
             raise VectorStoreError(f"dim must be positive, got {dim}")
         self.path = Path(path).expanduser()
         self.dim = dim
-        self.hnsw_threshold = hnsw_threshold
-        self.hnsw_m = hnsw_m
-        self.ef_construction = ef_construction
-        self.ef_search = ef_search
+        self.plan = IndexPlan(
+            flat_limit=hnsw_threshold, ivf_limit=ivf_threshold if compressed else None,
+            mid_kind="hnsw_sq8" if compressed else "hnsw", hnsw_m=hnsw_m, ef_construction=ef_construction,
+            ef_search=ef_search, nlist=nlist, nprobe=nprobe,
+        )  # fmt: skip
         self.exact_filter_limit = exact_filter_limit
         self.compact_fraction = compact_fraction
         self._lock = threading.RLock()
         self._allowed_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._version = 0
+        self._slots_version = -1
+        self._slots_cache = np.zeros(0, dtype=np.int64)
         self._dirty = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -97,7 +112,10 @@ class FaissStore:
         except (OSError, sqlite3.Error) as exc:
             raise VectorStoreError(f"cannot open the FAISS store at {str(self.path)!r}: {exc}") from exc
         self._check_dim()
-        self._index = self._read_index()
+        file = self.path / INDEX_FILE
+        self.mapped = mmap and file.exists()
+        self._index = faiss_kinds.read_index(file, dim, mmap=mmap) if file.exists() else self._new("flat")
+        faiss_kinds.configure(self._index, self.plan)
         self._reconcile()
 
     # ----- opening -----------------------------------------------------------------------------
@@ -113,25 +131,8 @@ class FaissStore:
                 "use the embedder (and embedding_dim) it was built with, or rebuild the index"
             )
 
-    def _new_index(self, kind: str) -> Any:
-        if kind == "flat":
-            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = self.ef_construction
-        inner.hnsw.efSearch = self.ef_search
-        return faiss.IndexIDMap2(inner)
-
-    def _read_index(self) -> Any:
-        file = self.path / INDEX_FILE
-        if not file.exists():
-            return self._new_index("flat")
-        try:
-            index = faiss.read_index(str(file))
-        except RuntimeError as exc:
-            raise VectorStoreError(f"the FAISS index {str(file)!r} cannot be read (damaged?): {exc}") from exc
-        if not isinstance(index, faiss.IndexIDMap2) or index.d != self.dim:
-            raise VectorStoreError(f"{str(file)!r} is not a {self.dim}-d patentrank index")
-        return index
+    def _new(self, kind: str) -> Any:
+        return faiss_kinds.new_index(kind, self.dim, self.plan)
 
     def _reconcile(self) -> None:
         """Make the side table and the index agree after a crash between their two writes."""
@@ -159,15 +160,15 @@ class FaissStore:
         self._count = len(rows)
         orphans = slots_in_index[self._slot_ids[slots_in_index] < 0]
         if len(orphans) and self.kind == "flat":
+            self._writable()
             self._index.remove_ids(orphans)
 
     # ----- small helpers -----------------------------------------------------------------------
 
     @property
     def kind(self) -> str:
-        """'flat' (exact) or 'hnsw' (approximate)."""
-        inner = faiss.downcast_index(self._index.index)
-        return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+        """'flat' (exact), 'hnsw_sq8' or 'ivf_sq8' (compressed, approximate), or 'hnsw' (float32 HNSW)."""
+        return faiss_kinds.kind_of(self._index)
 
     def _index_slots(self) -> np.ndarray:
         return faiss.vector_to_array(self._index.id_map).astype(np.int64)
@@ -179,13 +180,21 @@ class FaissStore:
             found.extend(self._db.execute(sql, chunk.tolist()).fetchall())
         return np.array([slot for slot, _ in found], dtype=np.int64)
 
+    def _writable(self) -> None:
+        """A memory-mapped index is read-only inside FAISS (adding to it aborts): read it into RAM."""
+        if self.mapped:
+            log.info("reading the memory-mapped index at %s into memory for a write", self.path)
+            self._index = faiss_kinds.read_index(self.path / INDEX_FILE, self.dim, mmap=False)
+            faiss_kinds.configure(self._index, self.plan)
+            self.mapped = False
+
     def _drop_slots(self, slots: np.ndarray) -> None:
         if len(slots) == 0:
             return
         self._slot_ids[slots] = -1
         if self.kind == "flat":
             self._index.remove_ids(slots)
-        # HNSW keeps the vectors as dead slots: searches skip them and save() compacts.
+        # The other kinds keep the vectors as dead slots: searches skip them and save() compacts.
 
     def _changed(self) -> None:
         self._version += 1
@@ -194,7 +203,7 @@ class FaissStore:
 
     @property
     def dead(self) -> int:
-        """Vectors still in the index whose passage was replaced or deleted (HNSW only)."""
+        """Vectors still in the index whose passage was replaced or deleted (non-flat kinds only)."""
         return int(self._index.ntotal) - self._count
 
     # ----- writing -----------------------------------------------------------------------------
@@ -205,6 +214,7 @@ class FaissStore:
         if len(id_array) == 0:
             return
         with self._lock:
+            self._writable()
             old_slots = self._slots_of(id_array)
             self._drop_slots(old_slots)
             slots = np.arange(self._next_slot, self._next_slot + len(id_array), dtype=np.int64)
@@ -226,6 +236,8 @@ class FaissStore:
             self._columns.add(slots, fields)
             self._count += len(id_array) - len(old_slots)
             self._changed()
+            if faiss_kinds.rank(self.plan.kind_for(self._count)) > faiss_kinds.rank(self.kind):
+                self._rebuild()  # now, not at save(): a bulk load must not pile up float32 vectors
 
     def delete(self, ids: Sequence[int]) -> None:
         """Remove passages by id; unknown ids are ignored."""
@@ -234,6 +246,7 @@ class FaissStore:
             slots = self._slots_of(id_array)
             if len(slots) == 0:
                 return
+            self._writable()
             self._drop_slots(slots)
             for chunk in _chunks(id_array):
                 self._db.execute(f"DELETE FROM passages WHERE id IN ({_marks(chunk)})", chunk.tolist())
@@ -259,17 +272,24 @@ class FaissStore:
             self._dirty = False
 
     def _maybe_rebuild(self) -> None:
-        target = "hnsw" if self._count > self.hnsw_threshold else "flat"
-        if self.kind == "flat" and target == "hnsw":
-            log.info("converting %d vectors to HNSW (M=%d); this takes a while", self._count, self.hnsw_m)
-        elif not (self.kind == "hnsw" and self.dead > self.compact_fraction * self._index.ntotal):
-            return
+        target = self.plan.kind_for(self._count)
+        upward = faiss_kinds.rank(target) > faiss_kinds.rank(self.kind)
+        if upward or (self.kind != "flat" and self.dead > self.compact_fraction * self._index.ntotal):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Rebuild into the kind for the live count (a conversion, or a compaction dropping dead slots)."""
+        self._writable()
+        target = self.plan.kind_for(self._count)
+        if faiss_kinds.rank(target) < faiss_kinds.rank(self.kind) and self.kind != "flat":
+            target = self.kind if self.kind != "hnsw" else self.plan.mid_kind  # never down a band
+        log.info("rebuilding %d vectors from %s into %s; this takes a while", self._count, self.kind, target)
         slots = self._index_slots()
-        live = self._slot_ids[slots] >= 0
-        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)[live]
-        rebuilt = self._new_index(target)
-        rebuilt.add_with_ids(vectors, slots[live])
-        self._index = rebuilt
+        live = np.flatnonzero(self._slot_ids[slots] >= 0)
+        if len(live) == 0:
+            self._index = self._new("flat")
+        else:
+            self._index = faiss_kinds.rebuilt(self._index, live, slots[live], target, self.plan)
         self._changed()
 
     # ----- reading -----------------------------------------------------------------------------
@@ -338,42 +358,51 @@ class FaissStore:
                 params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(allowed[1])) if allowed else None
                 scores, slots = self._index.search(matrix, k, params=params)
             else:
-                scores, slots = self._search_hnsw(matrix, k, allowed)
+                scores, slots = self._search_approx(matrix, k, allowed)
             return [
                 [(int(self._slot_ids[s]), float(d)) for s, d in zip(row_s, row_d, strict=True) if s >= 0]
                 for row_s, row_d in zip(slots, scores, strict=True)
             ]
 
-    def _search_hnsw(
+    def _search_approx(
         self, matrix: np.ndarray, k: int, allowed: tuple[np.ndarray, np.ndarray] | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        ivf = self.kind == "ivf_sq8"
+        width = self.plan.nprobe if ivf else max(self.plan.ef_search, k)
         if allowed is None:
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
-            return self._index.search(matrix, k, params=params)
+            return self._index.search(matrix, k, params=self._params(width, None))
         n_allowed = len(allowed[0])
         if n_allowed <= self.exact_filter_limit or n_allowed < 0.02 * self._count:
             return self._search_exact(matrix, k, allowed[0])
-        # A filter that keeps a fraction s of the passages needs a beam about 1/s times wider.
-        ef = min(int(max(self.ef_search, k) * self._count / n_allowed), 4096)
-        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(allowed[1]), efSearch=max(ef, k))
-        scores, slots = self._index.search(matrix, k, params=params)
+        # A filter that keeps a fraction s of the passages needs a beam (or lists) about 1/s times wider.
+        limit = faiss.downcast_index(self._index.index).nlist if ivf else 4096
+        widened = max(min(int(width * self._count / n_allowed), limit), width)
+        scores, slots = self._index.search(matrix, k, params=self._params(widened, allowed[1]))
         short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, n_allowed))
         if len(short):
             scores[short], slots[short] = self._search_exact(matrix[short], k, allowed[0])
         return scores, slots
 
+    def _params(self, width: int, bitmap: np.ndarray | None) -> Any:
+        selector = None if bitmap is None else faiss.IDSelectorBitmap(bitmap)
+        if self.kind == "ivf_sq8":
+            return faiss.SearchParametersIVF(sel=selector, nprobe=width)
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=width)
+
     def _search_exact(self, matrix: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Brute force over the matching vectors only, inside HNSW's own flat storage."""
-        index_slots = self._index_slots()  # increasing: slots are appended in order, never reordered
+        """Brute force over the matching vectors only, inside the index's own codes."""
+        if self._slots_version != self._version:
+            self._slots_cache = self._index_slots()  # 8 bytes a vector: copied once per change, not per query
+            self._slots_version = self._version
+        index_slots = self._slots_cache  # increasing: slots are appended in order, never reordered
         positions = np.searchsorted(index_slots, allowed)
-        storage = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(_bitmap(positions, len(index_slots))))
-        scores, found = storage.search(matrix, k, params=params)
+        bitmap = _bitmap(positions, len(index_slots))
+        scores, found = faiss_kinds.search_all_codes(self._index, matrix, k, bitmap)
         slots = np.where(found >= 0, index_slots[np.maximum(found, 0)], -1)
         return scores, slots
 
     def health(self) -> dict[str, object]:
-        """{'ok', 'detail', 'backend', 'kind', 'count', 'dead', 'path'}; never raises."""
+        """{'ok', 'detail', 'backend', 'kind', 'count', 'dead', 'dim', 'mapped', 'path'}; never raises."""
         try:
             with self._lock:
                 self._db.execute("SELECT 1").fetchone()
@@ -385,6 +414,7 @@ class FaissStore:
                     "count": self._count,
                     "dead": self.dead,
                     "dim": self.dim,
+                    "mapped": faiss_kinds.mapped_part(self.kind) if self.mapped else "",
                     "path": str(self.path),
                 }
         except Exception as exc:  # health must report, never raise
