@@ -57,11 +57,11 @@ def serve(args: argparse.Namespace) -> None:
     """Entry point of a server subprocess: one engine, one uvicorn, until killed."""
     bench.quiet_environment()
     import torch
-    import uvicorn
 
     from patentrank.engine import Engine
     from patentrank.models.reranker import Reranker
     from patentrank.server import ServerSettings, create_app
+    from patentrank.server.runner import run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,7 +74,8 @@ def serve(args: argparse.Namespace) -> None:
     )
     reranker = Reranker(args.serve_model, device="cpu", max_length=512)
     engine = Engine(reranker=reranker, settings=settings)
-    uvicorn.run(create_app(engine, settings), host="127.0.0.1", port=args.port, log_level="warning")
+    # The limits `patentrank serve` applies (read timeout, connection cap), so the numbers include them.
+    run(create_app(engine, settings), settings, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 def start_server(model: Path, mode: str, port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:

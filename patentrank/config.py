@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(120.0, gt=0)
     cache_size: int = Field(100_000, ge=0)
     cache_url: str | None = None
+    # Server hardening (docs/api.md, "Limits").
+    strict_model_names: bool = Field(
+        False,
+        description="Refuse (404) a `model` that is not the served name or an alias; by default any name "
+        "selects the one model of its kind, as TEI does",
+    )
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="A request's headers and body must arrive within this many seconds"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Open connections (and requests in flight); more are answered 503"
+    )
+    auth_failure_limit: int = Field(
+        20, ge=1, description="Failed API-key or /ui/login attempts per client address per window, then 429"
+    )
+    auth_failure_window_s: float = Field(60.0, gt=0, description="Window of auth_failure_limit")
 
 
 @lru_cache(maxsize=1)

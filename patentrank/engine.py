@@ -15,7 +15,15 @@ import numpy as np
 from patentrank.batching import DynamicBatcher
 from patentrank.cache import CachedScore, ScoreCache, make_cache, score_key
 from patentrank.config import DEFAULT_INSTRUCTION, Settings
-from patentrank.engine_models import load_models, model_aliases, pair_cost, score_mixed, served_name
+from patentrank.engine_models import (
+    UnknownModel,  # noqa: F401  (re-exported: callers import it from here)
+    load_models,
+    model_aliases,
+    pair_cost,
+    resolve_model_name,
+    score_mixed,
+    served_name,
+)
 from patentrank.errors import InputError, PatentrankError
 from patentrank.metrics import Metrics
 
@@ -29,10 +37,6 @@ class StageUnavailable(PatentrankError):
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(message)
         self.stage = stage
-
-
-class UnknownModel(InputError):
-    """A request named a model this server does not serve."""
 
 
 @dataclass(slots=True)
@@ -207,17 +211,9 @@ class Engine:
     def check_model(self, requested: str | None, role: Literal["reranker", "embedder"]) -> str:
         """The served name for a request's `model` field; an unknown name raises `UnknownModel` (404)."""
         model = self.require_reranker() if role == "reranker" else self.require_embedder()
-        name = served_name(model.model_name)
-        if requested is None or requested == "":
-            return name
         aliases = self.reranker_aliases if role == "reranker" else self.embedder_aliases
-        if requested.casefold() in aliases:
-            return name
-        raise UnknownModel(
-            f"model {requested!r} is not served here; the {role} answers to {sorted(aliases)} "
-            "(case-insensitive), or leave `model` out",
-            field="model",
-        )
+        strict = self.settings.strict_model_names
+        return resolve_model_name(requested, role, served_name(model.model_name), aliases, strict=strict)
 
     # ---- reranking ----------------------------------------------------------------------------
 

@@ -356,7 +356,9 @@ def test_missing_stages_and_unknown_models_have_clear_errors(reranker) -> None:
     assert engine.check_model(None, "reranker") == name
     assert engine.check_model("QWEN3-Reranker-0.6B", "reranker") == name
     assert engine.check_model(name.upper(), "reranker") == name
-    with pytest.raises(UnknownModel, match="not served here"):
+    assert engine.check_model("gpt-4", "reranker") == name  # one reranker served: any name selects it
+    engine.settings = engine.settings.model_copy(update={"strict_model_names": True})
+    with pytest.raises(UnknownModel, match=r"not served here.*PATENTRANK_RERANKER_ALIASES"):
         engine.check_model("gpt-4", "reranker")
     health = engine.health()
     assert health["status"] == "degraded" and health["failed"] == ["embedder"]

@@ -43,7 +43,8 @@ def upstream(tiny_reranker_path: Path, tiny_embedder_path: Path) -> Iterator[str
     from patentrank.models.embedder import Embedder
     from patentrank.models.reranker import Reranker
 
-    settings = ServerSettings(cache_size=0, api_key="upstream-key")
+    # Strict names: the 4xx-does-not-fail-over test below needs a name the upstream refuses.
+    settings = ServerSettings(cache_size=0, api_key="upstream-key", strict_model_names=True)
     engine = Engine(
         reranker=Reranker(str(tiny_reranker_path), device="cpu", max_length=128),
         embedder=Embedder(str(tiny_embedder_path), device="cpu", max_length=64),

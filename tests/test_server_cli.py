@@ -59,12 +59,13 @@ def test_serve_degrades_gracefully_when_a_model_fails(tiny_reranker_path: Path, 
         while True:
             assert process.poll() is None, process.communicate()[1]
             try:
-                health = httpx.get(f"{url}/health").json()
+                health = httpx.get(f"{url}/health", headers={"Authorization": "Bearer k"}).json()
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the server did not come up"
                 time.sleep(0.2)
         assert health["status"] == "degraded" and health["failed"] == ["embedder"]
+        assert httpx.get(f"{url}/health").json() == {"status": "degraded"}  # no paths without the key
         assert "does not exist" in health["models"]["embedder"]["error"]
         headers = {"Authorization": "Bearer k"}
         payload = {

@@ -79,7 +79,6 @@ BAD_RERANK = [
     (with_(instruction="i" * 2001), 413, "instruction"),
     (with_(min_score="high"), 422, "min_score"),
     (with_(model=3), 422, "model"),
-    (with_(model="rerank-v3.5"), 404, "model"),
     (with_(rank_fields=["title"], documents=[{"text": "t"}]), 422, "rank_fields"),
     (with_(documents=..., texts=["a"]), 422, "documents"),
 ]

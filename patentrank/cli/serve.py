@@ -73,7 +73,7 @@ def serve(
     if no_batching:
         settings = settings.model_copy(update={"dynamic_batching": False})
 
-    import uvicorn
+    from patentrank.server.runner import run
 
     def say(line: str) -> None:
         typer.echo(line, err=True)
@@ -93,7 +93,7 @@ def serve(
         f"(API docs at /docs{''.join(extras)})"
     )
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        run(app, settings, host=settings.host, port=settings.port, log_level=log_level)
     except OSError as exc:  # e.g. the port is taken
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
     finally:

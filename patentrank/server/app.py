@@ -12,9 +12,11 @@ from patentrank import __version__
 from patentrank.config import Settings
 from patentrank.engine import Engine
 from patentrank.server import routes_admin, routes_embed, routes_rerank
-from patentrank.server.auth import make_auth
+from patentrank.server.auth import AuthMiddleware, FailureLimiter, make_auth
 from patentrank.server.errors import install_error_handlers
+from patentrank.server.json_body import JsonBodyMiddleware
 from patentrank.server.middleware import BodyLimitMiddleware, MetricsMiddleware
+from patentrank.server.openapi import install_openapi
 
 DESCRIPTION = """Patent search models over HTTP: Qwen3 reranking in the vLLM, Jina, Cohere (v1, v2) and
 Hugging Face TEI shapes, and OpenAI-compatible embeddings. See docs/api.md for examples and limits."""
@@ -52,7 +54,12 @@ def create_app(
     app.state.engine = engine
     app.state.settings = settings
     install_error_handlers(app)
+    # Added innermost first: metrics see every answer, the key is checked before any body is read,
+    # then the size limit applies while the body streams in, then the JSON is checked.
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_s)
+    app.add_middleware(AuthMiddleware, api_key=settings.api_key, limiter=limiter)
     app.add_middleware(MetricsMiddleware, metrics=engine.metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -66,4 +73,5 @@ def create_app(
     app.include_router(routes_admin.public_router)
     for router in (routes_rerank.router, routes_embed.router, routes_admin.router, *routers):
         app.include_router(router, dependencies=dependencies)
+    install_openapi(app)
     return app

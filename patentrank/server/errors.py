@@ -93,7 +93,7 @@ def field_path(loc: Sequence[Any]) -> str:
     """('body', 'documents', 3, 'DocumentObject', 'text') -> 'documents[3].text'."""
     path = ""
     for part in loc:
-        if part == "body" and not path:
+        if part in ("body", "path", "query", "header") and not path:
             continue
         if isinstance(part, int):
             path += f"[{part}]"

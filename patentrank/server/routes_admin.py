@@ -19,9 +19,13 @@ router = APIRouter(tags=["admin"])
 @public_router.get("/health", summary="Liveness and readiness of each model and stage")
 async def health(request: Request) -> Response:
     """Always 200 while the process serves; `status` is "degraded" when a stage has no model, and each
-    model's `error` says why it did not load."""
+    model's `error` says why it did not load. With an API key configured, callers without it get only
+    `status`."""
     engine: Engine = request.app.state.engine
-    return json_response(engine.health())
+    health = engine.health()
+    if not getattr(request.state, "authenticated", True):  # paths and versions only for key holders
+        return json_response({"status": health["status"]})
+    return json_response(health)
 
 
 @router.get("/v1/models", summary="Served models (OpenAI shape)", response_model=ModelList)

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,7 @@ from patentrank.corpus import patent_from_record
 from patentrank.engine import Engine
 from patentrank.errors import InputError
 from patentrank.index.filters import SearchFilter
+from patentrank.patent_ids import MAX_PATENT_ID_LENGTH, PATENT_ID_PATTERN, patent_id_problem
 from patentrank.search import MAX_CANDIDATES, MAX_TOP_N, SearchRequest
 from patentrank.server.errors import ApiError
 from patentrank.server.routes_rerank import json_response
@@ -122,7 +123,11 @@ async def ingest(body: IngestBody, request: Request) -> Response:
     patents, rejected = [], []
     for position, record in enumerate(body.patents):
         try:
-            patents.append(patent_from_record(record, body.field_map))
+            patent = patent_from_record(record, body.field_map)
+            problem = patent_id_problem(patent.id)
+            if problem is not None:
+                raise InputError(f"id {problem}", field="id")
+            patents.append(patent)
         except InputError as exc:
             rejected.append(
                 {"index": position, "id": record.get("id"), "field": exc.field, "reason": str(exc)}
@@ -134,8 +139,18 @@ async def ingest(body: IngestBody, request: Request) -> Response:
     return json_response(result)
 
 
-@router.get("/v1/patents/{patent_id}", summary="One stored patent and its passages")
-async def get_patent(patent_id: str, request: Request) -> Response:
+PatentIdPath = Path(
+    pattern=PATENT_ID_PATTERN,
+    max_length=MAX_PATENT_ID_LENGTH,
+    description="Letters, digits and . _ - : (at most 128); other stored ids go in the `id` query parameter",
+)
+# Ids stored before the rule (e.g. with a '/') stay reachable here: a query parameter round-trips any text.
+StoredIdQuery = Query(min_length=1, max_length=20_000, description="Any stored patent id, URL-encoded")
+_NOT_FOUND = {404: {"description": "No patent with this id"}}
+PATENT_METHODS = "GET, HEAD, DELETE, OPTIONS"
+
+
+async def _get_patent(patent_id: str, request: Request) -> Response:
     pipeline = _pipeline(request)
     patent = await asyncio.to_thread(pipeline.index.docstore.get_patent, patent_id)
     if patent is None:
@@ -148,10 +163,35 @@ async def get_patent(patent_id: str, request: Request) -> Response:
     return json_response(body)
 
 
-@router.delete("/v1/patents/{patent_id}", summary="Remove a patent from every index")
-async def delete_patent(patent_id: str, request: Request) -> Response:
+async def _delete_patent(patent_id: str, request: Request) -> Response:
     pipeline = _pipeline(request)
     removed = await asyncio.to_thread(pipeline.index.delete, [patent_id])
     if not removed:
         raise ApiError(404, f"patent {patent_id!r} is not in the index", field="patent_id", kind="not_found")
     return json_response({"id": patent_id, "deleted": True})
+
+
+@router.get("/v1/patents/{patent_id}", summary="One stored patent and its passages", responses=_NOT_FOUND)
+async def get_patent(request: Request, patent_id: str = PatentIdPath) -> Response:
+    return await _get_patent(patent_id, request)
+
+
+@router.delete("/v1/patents/{patent_id}", summary="Remove a patent from every index", responses=_NOT_FOUND)
+async def delete_patent(request: Request, patent_id: str = PatentIdPath) -> Response:
+    return await _delete_patent(patent_id, request)
+
+
+@router.get("/v1/patents", summary="One stored patent, any id (`?id=`)", responses=_NOT_FOUND)
+async def get_patent_by_query(request: Request, id: str = StoredIdQuery) -> Response:
+    """For ids the path cannot carry, e.g. ones with a '/' stored before ids were checked."""
+    return await _get_patent(id, request)
+
+
+@router.delete("/v1/patents", summary="Remove a patent, any id (`?id=`)", responses=_NOT_FOUND)
+async def delete_patent_by_query(request: Request, id: str = StoredIdQuery) -> Response:
+    return await _delete_patent(id, request)
+
+
+@router.options("/v1/patents/{patent_id}", summary="Methods allowed on a patent", status_code=204)
+async def patent_options(patent_id: str) -> Response:
+    return Response(status_code=204, headers={"Allow": PATENT_METHODS})

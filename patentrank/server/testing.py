@@ -24,7 +24,8 @@ def free_port() -> int:
 
 @contextmanager
 def serve_in_thread(app: Any, port: int | None = None, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run `app` with uvicorn in a background thread; yields its base URL and stops it on exit.
+    """Run `app` with uvicorn in a background thread, with the limits `patentrank serve` applies (read
+    timeout, connection cap; see `runner.uvicorn_config`); yields its base URL and stops it on exit.
 
     Example:
         >>> with serve_in_thread(create_app(engine)) as url:       # doctest: +SKIP
@@ -33,8 +34,12 @@ def serve_in_thread(app: Any, port: int | None = None, timeout_s: float = 30.0) 
     """
     import uvicorn
 
+    from patentrank.config import Settings
+    from patentrank.server.runner import uvicorn_config
+
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    settings = getattr(getattr(app, "state", None), "settings", None) or Settings()
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
