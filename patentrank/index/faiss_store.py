@@ -17,14 +17,16 @@ import numpy as np
 from patentrank.index import faiss_kinds
 from patentrank.index.faiss_columns import FilterColumns
 from patentrank.index.faiss_kinds import IndexPlan
-from patentrank.index.filters import PassageFields, SearchFilter
-from patentrank.index.stores import VectorStoreError, check_ids, check_queries, check_upsert
+from patentrank.index.faiss_search import FaissSearch
+from patentrank.index.filters import PassageFields
+from patentrank.index.stores import VectorStoreError, check_ids, check_upsert
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "vectors.faiss"
 FIELDS_FILE = "fields.sqlite"
 _SQL_CHUNK = 10_000  # ids per `IN (...)` list; SQLite allows 32766 parameters
+_LOAD_CHUNK = 200_000  # side-table rows per step when loading the filter columns
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,7 +43,7 @@ if faiss.cvar.distance_compute_blas_threshold > 20:
     faiss.cvar.distance_compute_blas_threshold = 20
 
 
-class FaissStore:
+class FaissStore(FaissSearch):
     """Vectors in a FAISS index, the filterable fields of each passage in a SQLite table beside it.
 
     Layout of the folder `path`: ``vectors.faiss`` (FAISS ids are internal *slots*) and
@@ -135,13 +137,15 @@ class FaissStore:
         return faiss_kinds.new_index(kind, self.dim, self.plan)
 
     def _reconcile(self) -> None:
-        """Make the side table and the index agree after a crash between their two writes."""
+        """Make the side table and the index agree after a crash between their two writes.
+
+        Reads the side table in chunks of `_LOAD_CHUNK` rows: at 10M passages a list of all rows
+        as Python tuples would take several GB.
+        """
         slots_in_index = self._index_slots()
-        table = self._db.execute(
-            "SELECT slot, id, patent_id, language, jurisdiction, codes, priority, filing, publication "
-            "FROM passages ORDER BY slot"
-        ).fetchall()
-        rows = np.array([r[:2] for r in table], dtype=np.int64).reshape(-1, 2)
+        cursor = self._db.execute("SELECT slot, id FROM passages ORDER BY slot")
+        parts = [np.array(batch, dtype=np.int64) for batch in iter(lambda: cursor.fetchmany(_LOAD_CHUNK), [])]
+        rows = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
         without_vector = rows[~np.isin(rows[:, 0], slots_in_index), 1]
         if len(without_vector):
             log.warning("dropping %d passages whose vectors were never saved", len(without_vector))
@@ -153,9 +157,13 @@ class FaissStore:
         self._slot_ids = np.full(top + 1, -1, dtype=np.int64)
         self._slot_ids[rows[:, 0]] = rows[:, 1]
         self._columns = FilterColumns()
-        kept = [r for r in table if r[0] <= top and self._slot_ids[r[0]] == r[1]]
-        columns = list(zip(*kept, strict=True)) or [()] * 9
-        self._columns.add_columns(np.array(columns[0], dtype=np.int64), *columns[3:])
+        cursor = self._db.execute(
+            "SELECT slot, language, jurisdiction, codes, priority, filing, publication "
+            "FROM passages ORDER BY slot"
+        )
+        for batch in iter(lambda: cursor.fetchmany(_LOAD_CHUNK), []):
+            columns = list(zip(*batch, strict=True))
+            self._columns.add_columns(np.array(columns[0], dtype=np.int64), *columns[1:])
         self._next_slot = top + 1
         self._count = len(rows)
         orphans = slots_in_index[self._slot_ids[slots_in_index] < 0]
@@ -164,14 +172,6 @@ class FaissStore:
             self._index.remove_ids(orphans)
 
     # ----- small helpers -----------------------------------------------------------------------
-
-    @property
-    def kind(self) -> str:
-        """'flat' (exact), 'hnsw_sq8' or 'ivf_sq8' (compressed, approximate), or 'hnsw' (float32 HNSW)."""
-        return faiss_kinds.kind_of(self._index)
-
-    def _index_slots(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
 
     def _slots_of(self, ids: np.ndarray) -> np.ndarray:
         found: list[tuple[int, int]] = []
@@ -200,11 +200,6 @@ class FaissStore:
         self._version += 1
         self._dirty = True
         self._allowed_cache.clear()
-
-    @property
-    def dead(self) -> int:
-        """Vectors still in the index whose passage was replaced or deleted (non-flat kinds only)."""
-        return int(self._index.ntotal) - self._count
 
     # ----- writing -----------------------------------------------------------------------------
 
@@ -321,86 +316,6 @@ class FaissStore:
             slots.extend(row[0] for row in self._db.execute(sql, chunk))
         return slots
 
-    def _allowed(self, flt: SearchFilter | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """(matching slots, their bitmap) or None when every vector in the index may be returned."""
-        if (flt is None or flt.is_empty()) and self.dead == 0:
-            return None
-        flt = flt or SearchFilter()
-        key = (flt.date_field, str(flt.before), str(flt.after), *map(tuple, (
-            flt.code_prefixes, flt.languages, flt.jurisdictions, flt.exclude_patents)))  # fmt: skip
-        cached = self._allowed_cache.get(key)
-        if cached is None:
-            live = self._slot_ids[: self._next_slot] >= 0
-            mask = self._columns.mask(flt, live, self._slots_of_patents)
-            cached = (np.flatnonzero(mask), np.packbits(mask, bitorder="little"))
-            self._allowed_cache[key] = cached
-            if len(self._allowed_cache) > 32:
-                self._allowed_cache.popitem(last=False)
-        return cached
-
-    def matching_ids(self, flt: SearchFilter | None = None) -> np.ndarray:
-        """Sorted ids of the stored passages that `flt` lets through (what searches draw from)."""
-        with self._lock:
-            allowed = self._allowed(flt)
-            slots = np.flatnonzero(self._slot_ids[: self._next_slot] >= 0) if allowed is None else allowed[0]
-            return np.sort(self._slot_ids[slots])
-
-    def search(
-        self, queries: np.ndarray, k: int, flt: SearchFilter | None = None
-    ) -> list[list[tuple[int, float]]]:
-        """For each query row, up to k (passage id, inner product) pairs, best first, all matching `flt`."""
-        matrix = check_queries(queries, k, self.dim)
-        with self._lock:
-            allowed = self._allowed(flt)
-            if self._count == 0 or (allowed is not None and len(allowed[0]) == 0):
-                return [[] for _ in range(len(matrix))]
-            if self.kind == "flat":
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(allowed[1])) if allowed else None
-                scores, slots = self._index.search(matrix, k, params=params)
-            else:
-                scores, slots = self._search_approx(matrix, k, allowed)
-            return [
-                [(int(self._slot_ids[s]), float(d)) for s, d in zip(row_s, row_d, strict=True) if s >= 0]
-                for row_s, row_d in zip(slots, scores, strict=True)
-            ]
-
-    def _search_approx(
-        self, matrix: np.ndarray, k: int, allowed: tuple[np.ndarray, np.ndarray] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        ivf = self.kind == "ivf_sq8"
-        width = self.plan.nprobe if ivf else max(self.plan.ef_search, k)
-        if allowed is None:
-            return self._index.search(matrix, k, params=self._params(width, None))
-        n_allowed = len(allowed[0])
-        if n_allowed <= self.exact_filter_limit or n_allowed < 0.02 * self._count:
-            return self._search_exact(matrix, k, allowed[0])
-        # A filter that keeps a fraction s of the passages needs a beam (or lists) about 1/s times wider.
-        limit = faiss.downcast_index(self._index.index).nlist if ivf else 4096
-        widened = max(min(int(width * self._count / n_allowed), limit), width)
-        scores, slots = self._index.search(matrix, k, params=self._params(widened, allowed[1]))
-        short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, n_allowed))
-        if len(short):
-            scores[short], slots[short] = self._search_exact(matrix[short], k, allowed[0])
-        return scores, slots
-
-    def _params(self, width: int, bitmap: np.ndarray | None) -> Any:
-        selector = None if bitmap is None else faiss.IDSelectorBitmap(bitmap)
-        if self.kind == "ivf_sq8":
-            return faiss.SearchParametersIVF(sel=selector, nprobe=width)
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=width)
-
-    def _search_exact(self, matrix: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Brute force over the matching vectors only, inside the index's own codes."""
-        if self._slots_version != self._version:
-            self._slots_cache = self._index_slots()  # 8 bytes a vector: copied once per change, not per query
-            self._slots_version = self._version
-        index_slots = self._slots_cache  # increasing: slots are appended in order, never reordered
-        positions = np.searchsorted(index_slots, allowed)
-        bitmap = _bitmap(positions, len(index_slots))
-        scores, found = faiss_kinds.search_all_codes(self._index, matrix, k, bitmap)
-        slots = np.where(found >= 0, index_slots[np.maximum(found, 0)], -1)
-        return scores, slots
-
     def health(self) -> dict[str, object]:
         """{'ok', 'detail', 'backend', 'kind', 'count', 'dead', 'dim', 'mapped', 'path'}; never raises."""
         try:
@@ -440,10 +355,3 @@ def _chunks(values: np.ndarray) -> list[np.ndarray]:
 
 def _marks(chunk: np.ndarray) -> str:
     return ",".join("?" * len(chunk))
-
-
-def _bitmap(members: np.ndarray, size: int) -> np.ndarray:
-    """One bit per id below `size`, set for `members`, in the byte/bit order IDSelectorBitmap reads."""
-    mask = np.zeros(max(size, 1), dtype=bool)
-    mask[members] = True
-    return np.packbits(mask, bitorder="little")

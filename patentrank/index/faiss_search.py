@@ -1,0 +1,144 @@
+"""FaissStore's search side: a filter becomes a slot bitmap, then exact, widened or brute-force search."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import faiss
+import numpy as np
+
+from patentrank.index import faiss_kinds
+from patentrank.index.faiss_columns import FilterColumns
+from patentrank.index.faiss_kinds import IndexPlan
+from patentrank.index.filters import SearchFilter
+from patentrank.index.stores import check_queries
+
+
+class FaissSearch:
+    """The read path of `FaissStore` (mixed into it; the attributes are the store's).
+
+    A filter is evaluated over `FilterColumns` into matching slots and a bitmap. Flat indexes search
+    exactly with the bitmap as an IDSelector. The approximate kinds search a small matching set
+    (at most `exact_filter_limit`, or under 2% of the passages) by brute force over the index's own
+    codes; a larger one with the beam (HNSW efSearch) or the probed lists (IVF nprobe) widened by
+    1/selectivity, answering any row that comes back short by brute force.
+    """
+
+    dim: int
+    plan: IndexPlan
+    exact_filter_limit: int
+    _lock: threading.RLock
+    _allowed_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]]
+    _slot_ids: np.ndarray
+    _next_slot: int
+    _count: int
+    _columns: FilterColumns
+    _index: Any
+    _version: int
+    _slots_version: int
+    _slots_cache: np.ndarray
+
+    @property
+    def kind(self) -> str:
+        """'flat' (exact), 'hnsw_sq8' or 'ivf_sq8' (compressed, approximate), or 'hnsw' (float32 HNSW)."""
+        return faiss_kinds.kind_of(self._index)
+
+    @property
+    def dead(self) -> int:
+        """Vectors still in the index whose passage was replaced or deleted (non-flat kinds only)."""
+        return int(self._index.ntotal) - self._count
+
+    def _index_slots(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def _slots_of_patents(self, patent_ids: list[str]) -> list[int]:
+        raise NotImplementedError
+
+    def _allowed(self, flt: SearchFilter | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(matching slots, their bitmap) or None when every vector in the index may be returned."""
+        if (flt is None or flt.is_empty()) and self.dead == 0:
+            return None
+        flt = flt or SearchFilter()
+        key = (flt.date_field, str(flt.before), str(flt.after), *map(tuple, (
+            flt.code_prefixes, flt.languages, flt.jurisdictions, flt.exclude_patents)))  # fmt: skip
+        cached = self._allowed_cache.get(key)
+        if cached is None:
+            live = self._slot_ids[: self._next_slot] >= 0
+            mask = self._columns.mask(flt, live, self._slots_of_patents)
+            cached = (np.flatnonzero(mask), np.packbits(mask, bitorder="little"))
+            self._allowed_cache[key] = cached
+            if len(self._allowed_cache) > 32:
+                self._allowed_cache.popitem(last=False)
+        return cached
+
+    def matching_ids(self, flt: SearchFilter | None = None) -> np.ndarray:
+        """Sorted ids of the stored passages that `flt` lets through (what searches draw from)."""
+        with self._lock:
+            allowed = self._allowed(flt)
+            slots = np.flatnonzero(self._slot_ids[: self._next_slot] >= 0) if allowed is None else allowed[0]
+            return np.sort(self._slot_ids[slots])
+
+    def search(
+        self, queries: np.ndarray, k: int, flt: SearchFilter | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """For each query row, up to k (passage id, inner product) pairs, best first, all matching `flt`."""
+        matrix = check_queries(queries, k, self.dim)
+        with self._lock:
+            allowed = self._allowed(flt)
+            if self._count == 0 or (allowed is not None and len(allowed[0]) == 0):
+                return [[] for _ in range(len(matrix))]
+            if self.kind == "flat":
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(allowed[1])) if allowed else None
+                scores, slots = self._index.search(matrix, k, params=params)
+            else:
+                scores, slots = self._search_approx(matrix, k, allowed)
+            return [
+                [(int(self._slot_ids[s]), float(d)) for s, d in zip(row_s, row_d, strict=True) if s >= 0]
+                for row_s, row_d in zip(slots, scores, strict=True)
+            ]
+
+    def _search_approx(
+        self, matrix: np.ndarray, k: int, allowed: tuple[np.ndarray, np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ivf = self.kind == "ivf_sq8"
+        width = self.plan.nprobe if ivf else max(self.plan.ef_search, k)
+        if allowed is None:
+            return self._index.search(matrix, k, params=self._params(width, None))
+        n_allowed = len(allowed[0])
+        if n_allowed <= self.exact_filter_limit or n_allowed < 0.02 * self._count:
+            return self._search_exact(matrix, k, allowed[0])
+        # A filter that keeps a fraction s of the passages needs a beam (or lists) about 1/s times wider.
+        limit = faiss.downcast_index(self._index.index).nlist if ivf else 4096
+        widened = max(min(int(width * self._count / n_allowed), limit), width)
+        scores, slots = self._index.search(matrix, k, params=self._params(widened, allowed[1]))
+        short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, n_allowed))
+        if len(short):
+            scores[short], slots[short] = self._search_exact(matrix[short], k, allowed[0])
+        return scores, slots
+
+    def _params(self, width: int, bitmap: np.ndarray | None) -> Any:
+        selector = None if bitmap is None else faiss.IDSelectorBitmap(bitmap)
+        if self.kind == "ivf_sq8":
+            return faiss.SearchParametersIVF(sel=selector, nprobe=width)
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=width)
+
+    def _search_exact(self, matrix: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over the matching vectors only, inside the index's own codes."""
+        if self._slots_version != self._version:
+            self._slots_cache = self._index_slots()  # 8 bytes a vector: copied once per change, not per query
+            self._slots_version = self._version
+        index_slots = self._slots_cache  # increasing: slots are appended in order, never reordered
+        positions = np.searchsorted(index_slots, allowed)
+        bitmap = _bitmap(positions, len(index_slots))
+        scores, found = faiss_kinds.search_all_codes(self._index, matrix, k, bitmap)
+        slots = np.where(found >= 0, index_slots[np.maximum(found, 0)], -1)
+        return scores, slots
+
+
+def _bitmap(members: np.ndarray, size: int) -> np.ndarray:
+    """One bit per id below `size`, set for `members`, in the byte/bit order IDSelectorBitmap reads."""
+    mask = np.zeros(max(size, 1), dtype=bool)
+    mask[members] = True
+    return np.packbits(mask, bitorder="little")
