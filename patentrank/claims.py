@@ -106,8 +106,10 @@ _TRANSITION = re.compile(
 )
 _WHEREIN = re.compile(r"(?:,\s*|\s+)(?=(?:and\s+)?(?:wherein|whereby|characteri[sz]ed in that)\b)", re.I)
 _SEMICOLON = re.compile(r"\s*;\s*(?:and\s+)?")
-_ZH_FEATURE = re.compile(r"(其特征在于[，,：:]?\s*(?:包括[：:，,]?)?|包括[：:，,]?)")
-_ZH_SPLIT = re.compile(r"[；;]|(?=所述)")
+_ZH_STEPS = r"(?:以下|如下)?(?:步骤|部件)?"
+_ZH_FEATURE = re.compile(rf"(其特征在于[，,：:]?\s*(?:包括{_ZH_STEPS}[：:，,]?)?|包括{_ZH_STEPS}[：:，,]?)")
+# A new element starts after ；, or at 所述 ("the said ...") opening a clause after a comma.
+_ZH_SPLIT = re.compile(r"[；;]|(?<=[，,：:])(?=所述)")
 
 
 def split_elements(claim: str) -> list[str]:

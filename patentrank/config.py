@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     rerank_candidates: int = Field(50, ge=1, le=1000)
     instruction: str = PATENT_INSTRUCTION
 
+    # Claim charts and combination search (docs/api.md, "Claim charts").
+    max_chart_references: int = Field(20, ge=1, le=200, description="References per claim chart")
+    max_chart_elements: int = Field(40, ge=1, le=200, description="Claim elements per chart")
+    chart_passages_per_element: int = Field(3, ge=1, le=50, description="Passages reranked per element")
+    max_chart_passages: int = Field(400, ge=1, description="Passages read per reference")
+    chart_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Score at which an element is covered")
+
     # Server.
     host: str = "127.0.0.1"
     port: int = 8000

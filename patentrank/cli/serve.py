@@ -122,9 +122,10 @@ def attach_index(engine: Any, settings: Any, say: Callable[[str], None]) -> Any:
 
 
 def _search_routers() -> list[Any]:
+    from patentrank.server.routes_chart import router as chart_router
     from patentrank.server.routes_search import router
 
-    return [router]
+    return [router, chart_router]
 
 
 def _mount_ui(app: Any, engine: Any, settings: Any, say: Callable[[str], None]) -> Any:
