@@ -46,7 +46,7 @@ def chart_csv(chart: ClaimChart) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    writer.writerows(chart_rows(chart))
+    writer.writerows([_excel_text(v) if isinstance(v, str) else v for v in row] for row in chart_rows(chart))
     return buffer.getvalue()
 
 
@@ -91,8 +91,8 @@ def _excel_text(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
-def chart_html(chart: ClaimChart) -> str:
-    """A standalone page: elements down, references across, covered cells shaded."""
+def chart_table_html(chart: ClaimChart) -> str:
+    """The chart as an HTML table (every text escaped): elements down, references across."""
     esc = html.escape
     head = "".join(
         f"<th>{esc(r.id)}<br><small>{esc(r.title)}<br>{r.coverage:.0%} covered</small></th>"
@@ -106,6 +106,14 @@ def chart_html(chart: ClaimChart) -> str:
             klass = "covered" if cell.score >= chart.threshold else "open"
             cells.append(f'<td class="{klass}"><b>{cell.score:.3f}</b><br>{esc(cell.text[:600])}</td>')
         body.append(f"<tr><th>{index}</th><td>{esc(element)}</td>{''.join(cells)}</tr>")
+    return (
+        f"<table class='claim-chart'><tr><th>#</th><th>Claim element</th>{head}</tr>{''.join(body)}</table>"
+    )
+
+
+def chart_html(chart: ClaimChart) -> str:
+    """A standalone page around `chart_table_html`, covered cells shaded."""
+    esc = html.escape
     source = f"<p>{esc(chart.source)}</p>" if chart.source else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Claim chart</title><style>"
@@ -113,8 +121,7 @@ def chart_html(chart: ClaimChart) -> str:
         "font:13px sans-serif;max-width:28em}.covered{background:#c6efce}.open{background:#fde2e1}"
         f"</style></head><body><h1>Claim chart</h1>{source}<p>{esc(chart.claim)}</p>"
         f"<p>Covered at score &ge; {chart.threshold:g}</p>"
-        f"<table class='claim-chart'><tr><th>#</th><th>Claim element</th>{head}</tr>{''.join(body)}</table>"
-        "</body></html>"
+        f"{chart_table_html(chart)}</body></html>"
     )
 
 

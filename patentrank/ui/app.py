@@ -10,6 +10,7 @@ from patentrank.config import DEFAULT_INSTRUCTION, PATENT_INSTRUCTION, Settings
 from patentrank.engine import Engine
 from patentrank.ui import style
 from patentrank.ui.actions import UiActions
+from patentrank.ui.chart_tab import chart_tab
 
 INSTRUCTION_PRESETS: dict[str, str] = {
     "Prior art (patent default)": PATENT_INSTRUCTION,
@@ -180,6 +181,8 @@ def build_ui(engine: Engine, settings: Settings | None = None) -> Any:
                 _rerank_tab(gr, actions, settings)
             with gr.Tab("Index", id="index"):
                 info = _index_tab(gr, actions, status)
+            with gr.Tab("Claim chart", id="chart"):
+                chart_tab(gr, engine, settings, numbered)
         demo.load(
             lambda: (actions.status(), actions.index_info()), None, [status, info], api_visibility="private"
         )
