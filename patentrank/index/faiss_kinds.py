@@ -38,15 +38,16 @@ class IndexPlan:
 
     Below `flat_limit` passages the index is exact; up to `ivf_limit` it is `mid_kind` (HNSW over
     SQ8 codes by default, or the float ``hnsw`` of earlier versions); above, IVF over SQ8 codes
-    (``ivf_limit=None`` never switches). `nlist` None means 4 * sqrt(passages) at training time.
+    (``ivf_limit=None``, the default, never switches). `nlist` None means 4 * sqrt(passages) at
+    training time. The defaults come from the table in docs/benchmarks-store.md.
     """
 
     flat_limit: int = 200_000
-    ivf_limit: int | None = 2_000_000
+    ivf_limit: int | None = None
     mid_kind: str = "hnsw_sq8"
     hnsw_m: int = 32
     ef_construction: int = 200
-    ef_search: int = 128
+    ef_search: int = 256
     nlist: int | None = None
     nprobe: int = 64
 

@@ -49,12 +49,14 @@ class FaissStore(FaissSearch):
     Layout of the folder `path`: ``vectors.faiss`` (FAISS ids are internal *slots*) and
     ``fields.sqlite`` (passage id -> slot and `PassageFields`). The index kind follows the number
     of live passages (`IndexPlan`, module `faiss_kinds`): exact (IndexFlatIP) up to
-    `hnsw_threshold`, HNSW over 8-bit scalar-quantised codes (IndexHNSWSQ) up to `ivf_threshold`,
-    IVF over SQ8 codes above it. An upsert that takes the count into a higher band converts the
-    index at once, chunk by chunk, so a bulk load never holds more than the flat band's float32
-    vectors. HNSW and IVF here do not remove vectors, so a replaced or deleted passage leaves a
-    dead slot that searches skip; `save()` rebuilds once dead slots pass `compact_fraction`.
-    Files written by earlier versions (flat, or HNSW over float32) open and keep working.
+    `hnsw_threshold`, then HNSW over 8-bit scalar-quantised codes (IndexHNSWSQ, efSearch 256: the
+    smallest that kept recall@100 >= 0.95 under a 12% filter at 1M, docs/benchmarks-store.md). IVF
+    over SQ8 codes above `ivf_threshold` is opt-in (None by default): 2.7x less RAM and 6x faster
+    to build, but filtered recall fell to 0.77-0.91 at 1M. An upsert that takes the count into a
+    higher band converts the index at once, chunk by chunk, so a bulk load never holds more than
+    the flat band's float32 vectors. HNSW and IVF here do not remove vectors, so a replaced or
+    deleted passage leaves a dead slot that searches skip; `save()` rebuilds once dead slots pass
+    `compact_fraction`. Files written by earlier versions (flat, or HNSW over float32) open and keep working.
 
     With `mmap=True` the index is read with FAISS's memory-mapping flags: the vector codes (or the
     IVF lists) stay in the file and the OS pages them in; the first write reads it into RAM.
@@ -79,11 +81,11 @@ class FaissStore(FaissSearch):
         dim: int,
         *,
         hnsw_threshold: int = 200_000,
-        ivf_threshold: int | None = 2_000_000,
+        ivf_threshold: int | None = None,
         compressed: bool = True,
         hnsw_m: int = 32,
         ef_construction: int = 200,
-        ef_search: int = 128,
+        ef_search: int = 256,
         nprobe: int = 64,
         nlist: int | None = None,
         exact_filter_limit: int = 20_000,
