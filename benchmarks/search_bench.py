@@ -16,6 +16,7 @@ See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import multiprocessing
 import shutil
@@ -132,31 +133,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the index folders in benchmarks/results")
     parser.add_argument("--out", default="docs/benchmarks.md", help="markdown file to update; '-' for none")
+    parser.add_argument(
+        "--render", default="", metavar="JSON[,JSON...]", help="measure nothing: report earlier raw results"
+    )
     return parser.parse_args(argv)
+
+
+def write_outputs(results: list[dict[str, Any]], args: argparse.Namespace, command: str, seconds: float,
+                  raw_path: Path) -> None:  # fmt: skip
+    """Raw JSON (everything measured) and the Search section of the markdown, for the results so far."""
+    facts = machine_facts()
+    raw = {"facts": facts, "args": vars(args), "command": command, "elapsed_s": seconds, "results": results,
+           "measured_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}"}  # fmt: skip
+    raw_path.write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
+    log(f"raw results: {raw_path}")
+    if args.out != "-":
+        section = render(results, facts, args, seconds, command)
+        bench.replace_markdown_section(bench.REPO_ROOT / args.out, "Search", section)
+        log(f"wrote the Search section of {args.out}")
+
+
+def render_saved(paths: list[Path], out: str) -> None:
+    """Render the report from raw JSON files of earlier runs (e.g. 100k and 1M in one run, 10M in
+    another), as if they were one run: results by size, the commands joined."""
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    results = sorted((r for run in runs for r in run["results"]), key=lambda r: r["size"])
+    args = argparse.Namespace(**{**runs[0]["args"], "out": out})
+    commands = [
+        run.get("command", "python -m benchmarks.search_bench (command not recorded)") for run in runs
+    ]
+    seconds = sum(run.get("elapsed_s", sum(r["elapsed_s"] for r in run["results"])) for run in runs)
+    when = " and ".join(run["measured_at"] for run in runs if "measured_at" in run) or None
+    section = render(results, runs[-1]["facts"], args, seconds, "` and `".join(commands), when)
+    bench.replace_markdown_section(bench.REPO_ROOT / out, "Search", section)
+    log(f"wrote the Search section of {out} from {len(runs)} runs")
 
 
 def main(argv: list[str] | None = None) -> None:
     bench.quiet_environment()
     args = parse_args(argv)
+    if args.render:
+        render_saved([Path(p) for p in args.render.split(",")], args.out)
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    command = ".venv/bin/python -m benchmarks.search_bench " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    raw_path = bench.RESULTS_DIR / f"search-{'-'.join(map(str, sizes))}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     start = time.perf_counter()
     results = []
     for size in sizes:  # each size in a fresh process, so its peak RSS is its own
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             results.append(pool.submit(run_size, size, args).result())
-    facts, elapsed = machine_facts(), time.perf_counter() - start
-    bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    raw_path = bench.RESULTS_DIR / f"search-{'-'.join(map(str, sizes))}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    raw_path.write_text(
-        json.dumps({"facts": facts, "args": vars(args), "results": results}, indent=1, default=str),
-        encoding="utf-8",
-    )
-    log(f"raw results: {raw_path}")
-    if args.out != "-":
-        bench.replace_markdown_section(
-            bench.REPO_ROOT / args.out, "Search", render(results, facts, args, elapsed)
-        )
-        log(f"wrote the Search section of {args.out}")
+        # Written after every size, so a failure at 10M keeps what 100k and 1M measured.
+        write_outputs(results, args, command, time.perf_counter() - start, raw_path)
 
 
 if __name__ == "__main__":

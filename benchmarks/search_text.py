@@ -1,8 +1,8 @@
 """The prose of the search benchmark's report (filled in by `search_report.render`)."""
 
 REPORT = """\
-Measured {when} UTC with `flock /tmp/patentrank-bench.lock .venv/bin/python -m benchmarks.search_bench {argv}`
-({minutes:.0f} min). Machine: {machine}. **CPU ISA: {isa}.**
+Measured {when} UTC with `flock /tmp/patentrank-bench.lock {command}` ({minutes:.0f} min).
+Machine: {machine}. **CPU ISA: {isa}.**
 
 Synthetic patent corpus (55% Chinese, 45% English, chunked by `PatentIndex` itself) and {dim}-d clustered
 synthetic vectors; **embedding is excluded** (a lookup stands in for the model when indexing and for
