@@ -232,3 +232,24 @@ def test_cli_indexes_a_weekly_file_and_reports_the_broken_document(tmp_path: Pat
         "index", str(FIXTURES / "us_weekly_3docs.xml"), "--format", "pdf", "--no-embed", "--index", str(index)
     )
     assert bad.returncode == 2 and "--format must be one of" in bad.stderr
+
+
+def test_not_well_formed_ep_text_is_repaired_and_marked() -> None:
+    """A bare '&' and a '<' that opens no tag (both occur in real EPO files) are escaped and the
+    document parsed again; the patent says so in its metadata."""
+    stream = load_xml_patents(FIXTURES / "ep_b1_not_well_formed.xml")
+    (patent,) = list(stream)
+    assert stream.report.rejected == []
+    assert patent.title == "Cell & casing" and patent.applicants == ["Smith & Sons Ltd"]
+    assert patent.description.startswith("<First Embodiment\nA cell & its casing.")
+    assert patent.metadata["xml_repaired"] is True
+    assert patent.codes == ["H01M10/40", "H01M4/58"]  # IPC-7 B511/B512 with the edition digit
+    clean = next(load_xml_patents(FIXTURES / "ep_a1_two_languages.xml"))
+    assert "xml_repaired" not in clean.metadata
+
+
+def test_docdb_fragment_without_doctype_resolves_docdb_entities() -> None:
+    ((_, record, error),) = list(iter_records(FIXTURES / "docdb_fragment_no_doctype.xml", "docdb"))
+    assert error is None
+    # DOCDB's own table: &SACUTE; is a capital, &EACUTE; a small letter; &agr; is ISO Greek.
+    assert record.applicants == ["ŚWIDNIK éCOLE α"] and record.family_id == "42"

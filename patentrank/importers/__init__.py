@@ -55,7 +55,9 @@ def iter_records(
                 yield raw.index, None, raw.error
                 continue
             try:
-                yield raw.index, parse_element(raw.root, fmt), None
+                record = parse_element(raw.root, fmt)
+                record.xml_repaired = raw.repaired
+                yield raw.index, record, None
             except (ValueError, TypeError, AttributeError) as exc:
                 yield raw.index, None, str(exc) or type(exc).__name__
 

@@ -76,6 +76,10 @@ def parse(root: Element) -> PatentRecord:
     record.ipc = unique(
         normalize_classification(text_of(c.find("text")))
         for c in biblio.findall("classifications-ipcr/classification-ipcr")
+    ) or unique(  # records classified before IPC-8: the IPC-7 main and further symbols
+        normalize_classification(text_of(c))
+        for c in biblio.findall("classification-ipc/*")
+        if c.tag in ("main-classification", "further-classification")
     )
     record.cpc = unique(
         normalize_classification(text_of(c.find("classification-symbol")))
@@ -93,11 +97,11 @@ def parse(root: Element) -> PatentRecord:
     record.applicants = _names(parties, "applicant", "docdba")
     record.applicants_docdb = _names(parties, "applicant", "docdb")
     record.inventors = _names(parties, "inventor", "docdba") or _names(parties, "inventor", "docdb")
-    filing_language = biblio.find("language-of-filing")
+    filing_language = next(root.iter("language-of-filing"), None)
     record.language_of_filing = (
         (text_of(filing_language).lower() or None) if filing_language is not None else None
     )
-    for abstract in root.findall("abstract"):
+    for abstract in root.iter("abstract"):
         lang = (abstract.get("lang") or "").lower() or "und"
         if text_of(abstract):
             record.abstracts.setdefault(lang, paragraphs_of(abstract))

@@ -14,7 +14,8 @@ from patentrank.corpus import Patent
 
 _WS = re.compile(r"\s+")
 # Section, class, subclass, main group (leading zeros dropped), subgroup: 'B60R   7/06', 'A61B005/00'.
-_CODE = re.compile(r"^\s*([A-HY])\s*(\d{2})\s*([A-Z])\s*0*(\d{1,4})\s*/\s*(\d{1,6})")
+# An IPC-7 edition digit may lead ('7H 01F  27/14' in older EP documents): no symbol starts with one.
+_CODE = re.compile(r"^\s*(?:\d\s*)?([A-HY])\s*(\d{2})\s*([A-Z])\s*0*(\d{1,4})\s*/\s*(\d{1,6})")
 _DOC_NUMBER = re.compile(r"^([A-Z]*)0*(\d+)$")
 
 
@@ -117,6 +118,7 @@ class PatentRecord:
     application_type: str | None = None
     dtd_version: str | None = None
     language_of_filing: str | None = None
+    xml_repaired: bool = False  # the XML parsed only after escaping a bare '&' or stray '<'
 
     @property
     def publication_number(self) -> str:
@@ -191,6 +193,7 @@ class PatentRecord:
             "claims_languages": list(self.claims) if len(self.claims) > 1 else [],
             "claims_info": [c.info() for c in claims],
             "cancelled_claims": [c.number for c in claims if c.cancelled],
+            "xml_repaired": self.xml_repaired,
         }
         metadata.update({k: v for k, v in optional.items() if v})
         return Patent(
@@ -219,7 +222,7 @@ class PatentRecord:
             "publication_number": self.publication_number,
             "publication_number_normalized": self.publication_number_normalized,
             "title": self.title,
-            "abstract_prefix": self.abstract[:60] if self.abstract else None,
+            "abstract_prefix": collapse(self.abstract)[:60] if self.abstract else None,
             "n_claims": len(claims) if self.claims else None,
             "first_claim_prefix": first[:60] if first is not None else None,
             "publication_date": _iso(self.publication_date),

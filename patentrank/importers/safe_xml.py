@@ -15,11 +15,14 @@ Namespace prefixes are dropped from element names, so an undeclared `exch:` pref
 from __future__ import annotations
 
 import html.entities
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 from xml.etree.ElementTree import Element
 from xml.parsers import expat
+
+from patentrank.importers.docdb_entities import DOCDB_ENTITIES
 
 CHUNK_BYTES = 1 << 20
 _XML_DECL = b"<?xml"
@@ -37,22 +40,19 @@ class RawDocument:
     index: int
     root: Element | None
     error: str | None = None
+    repaired: bool = False  # parsed only after escaping a bare '&' or a stray '<'
 
 
 def resolve_named_entity(name: str) -> str | None:
-    """The character(s) for an entity only a DTD defines: HTML/ISO names ('Sacute' -> 'Ś'); an
-    all-capitals DOCDB name falls back to the capitalised ISO name ('SACUTE' -> 'Ś').
+    """The character(s) for an entity only a DTD defines, as DOCDB's `docdb-entities.dtd` (ISO 8879
+    sets and DOCDB's capitals) and then HTML5 define it; None when neither knows the name.
 
     Example:
-        >>> resolve_named_entity("SACUTE"), resolve_named_entity("eacute"), resolve_named_entity("nope")
+        >>> resolve_named_entity("SACUTE"), resolve_named_entity("EACUTE"), resolve_named_entity("nope")
         ('Ś', 'é', None)
     """
-    table = html.entities.html5
-    for candidate in (name, name.capitalize(), name.lower()):
-        value = table.get(candidate + ";")
-        if value is not None:
-            return value
-    return None
+    value = DOCDB_ENTITIES.get(name)
+    return value if value is not None else html.entities.html5.get(name + ";")
 
 
 def local_name(name: str) -> str:
@@ -78,6 +78,10 @@ class _TreeBuilder:
         p.SkippedEntityHandler = self._skipped
         p.EntityDeclHandler = self._entity_decl
         p.ExternalEntityRefHandler = self._external
+        # As if every document had an external DTD (never loaded: parameter entities are off), so an
+        # entity only a DTD defines (`&SACUTE;` in a DOCDB fragment with no DOCTYPE) reaches
+        # `_skipped` instead of failing the document.
+        p.UseForeignDTD(True)
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         element = Element(local_name(name), attrs)
@@ -132,13 +136,20 @@ class _TreeBuilder:
 
 
 class _Splitter:
-    """Feeds one document at a time to a fresh parser; a failed document is skipped to its end."""
+    """Feeds one document at a time to a fresh parser; a failed document is skipped to its end.
+
+    Standalone documents (not container records) are also kept as bytes until they end, so one that
+    is not well-formed only because of a bare `&` or a stray `<` in its text (real EPO documents
+    have both) can be parsed once more after escaping those; it is then marked `repaired`.
+    """
 
     def __init__(self, record_tags: frozenset[str]) -> None:
         self.record_tags = record_tags
         self.index = 0
         self.builder: _TreeBuilder | None = None
         self.failed = False
+        self.chunks: list[bytes] = []
+        self.pending: str | None = None  # why the kept document failed, until a repair is tried
 
     def _take(self) -> Iterator[RawDocument]:
         assert self.builder is not None
@@ -155,31 +166,58 @@ class _Splitter:
         self.index += 1
 
     def feed(self, data: bytes, final: bool = False) -> Iterator[RawDocument]:
-        if self.failed:
-            return
-        if self.builder is None:
+        if self.builder is None and not self.failed:
             data = data.lstrip(_BLANK)  # a declaration must come first: drop BOM/spaces before it
             if not data:
                 return
             self.builder = _TreeBuilder(self.record_tags)
+        if not self.record_tags:
+            self.chunks.append(data)
+        if self.failed:
+            return
+        assert self.builder is not None
         try:
             self.builder.parser.Parse(data, final)
         except ForbiddenXml as exc:
             self.builder.done.clear()
+            self.chunks = []
             yield from self._fail(str(exc))
             return
         except expat.ExpatError as exc:
             reason = f"malformed XML: {expat.ErrorString(exc.code)} at line {exc.lineno}, column {exc.offset}"
-            yield from self._fail(reason)
+            if self.record_tags:
+                yield from self._fail(reason)
+            else:
+                self.failed, self.pending = True, reason
             return
         yield from self._take()
 
     def end_document(self) -> Iterator[RawDocument]:
         if self.builder is not None and not self.failed:
             yield from self.feed(b"", True)
-        self.builder, self.failed = None, False
+        if self.pending is not None:
+            yield self._repaired(b"".join(self.chunks), self.pending)
+            self.index += 1
+        self.builder, self.failed, self.chunks, self.pending = None, False, [], None
+
+    def _repaired(self, data: bytes, reason: str) -> RawDocument:
+        fixed = _STRAY_LT.sub(b"&lt;", _BARE_AMP.sub(b"&amp;", data))
+        if fixed != data:
+            builder = _TreeBuilder(self.record_tags)
+            try:
+                builder.parser.Parse(fixed, True)
+            except (ForbiddenXml, expat.ExpatError):
+                pass
+            else:
+                if len(builder.done) == 1:
+                    return RawDocument(self.index, builder.done[0], repaired=True)
+        return RawDocument(self.index, None, reason)
 
 
+# A bare '&' (not a character or entity reference) and a '<' that opens no tag (another '<' comes
+# before any '>'): the two slips that make real office documents not well-formed.
+_BARE_AMP = re.compile(rb"&(?!#[0-9]+;|#x[0-9A-Fa-f]+;|[A-Za-z_][\w.\-]*;)")
+_STRAY_LT = re.compile(rb"<(?![!?/])(?=[^<>]*<)")
 _BLANK = b" \t\r\n" + _BOM
 
 
