@@ -68,7 +68,13 @@ def parse(root: Element) -> PatentRecord:
         for d in (parse_compact_date(text_of(e)) for p in biblio.iter("Priority") for e in p.iter("Date"))
         if d
     )
-    record.ipc = unique(_ipc(e) for e in biblio.iter("ClassificationIPCR"))
+    record.ipc = unique(_ipc(e) for e in biblio.iter("ClassificationIPCR")) or unique(
+        # IPC-7 era records: `ClassificationIPC` holds the symbols as text
+        normalize_classification(text_of(e))
+        for c in biblio.iter("ClassificationIPC")
+        for e in c.iter()
+        if e.text and e.text.strip() and len(e) == 0
+    )
     record.cpc = unique(_ipc(e) for e in biblio.iter("ClassificationCPC"))
     for title in biblio.findall("InventionTitle"):
         lang = (title.get("lang") or record.language or "zh").lower()
