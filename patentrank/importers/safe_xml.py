@@ -25,6 +25,7 @@ from xml.parsers import expat
 from patentrank.importers.docdb_entities import DOCDB_ENTITIES
 
 CHUNK_BYTES = 1 << 20
+MAX_REPAIR_BYTES = 64 << 20  # a standalone document is kept for a repair attempt up to this size
 _XML_DECL = b"<?xml"
 _BOM = b"\xef\xbb\xbf"
 
@@ -150,6 +151,7 @@ class _Splitter:
         self.failed = False
         self.chunks: list[bytes] = []
         self.pending: str | None = None  # why the kept document failed, until a repair is tried
+        self.kept = 0
 
     def _take(self) -> Iterator[RawDocument]:
         assert self.builder is not None
@@ -171,8 +173,11 @@ class _Splitter:
             if not data:
                 return
             self.builder = _TreeBuilder(self.record_tags)
-        if not self.record_tags:
+        if not self.record_tags and self.kept + len(data) <= MAX_REPAIR_BYTES:
             self.chunks.append(data)
+            self.kept += len(data)
+        elif self.chunks:  # too big to keep: such a document is rejected rather than repaired
+            self.chunks, self.kept = [], MAX_REPAIR_BYTES + 1
         if self.failed:
             return
         assert self.builder is not None
@@ -196,9 +201,12 @@ class _Splitter:
         if self.builder is not None and not self.failed:
             yield from self.feed(b"", True)
         if self.pending is not None:
-            yield self._repaired(b"".join(self.chunks), self.pending)
+            if self.kept <= MAX_REPAIR_BYTES:
+                yield self._repaired(b"".join(self.chunks), self.pending)
+            else:
+                yield RawDocument(self.index, None, self.pending)
             self.index += 1
-        self.builder, self.failed, self.chunks, self.pending = None, False, [], None
+        self.builder, self.failed, self.chunks, self.pending, self.kept = None, False, [], None, 0
 
     def _repaired(self, data: bytes, reason: str) -> RawDocument:
         fixed = _STRAY_LT.sub(b"&lt;", _BARE_AMP.sub(b"&amp;", data))
