@@ -15,6 +15,7 @@ from patentrank.index.patent_index import PatentIndex
 
 K_RECALL = 100
 RETRIEVE_K = 200  # SearchRequest's default retrieve_k
+TIE = 1e-5  # inner products this close to the k-th exact one count as tied with it
 MODES = ("lexical", "dense", "hybrid")
 STAGE_OF_MODE = {"lexical": ("lexical",), "dense": ("dense",), "hybrid": ("lexical", "dense")}
 
@@ -125,14 +126,21 @@ def recall(index: PatentIndex, log_: VectorLog, queries: list[Query]) -> dict[st
         flt = lambda x, n=name: None if n == "none" else x.filter(n)  # noqa: E731
         with OthersCpu() as others:
             got = [store.search(x.vector.reshape(1, -1), K_RECALL, flt(x))[0] for x in queries]
-        hits = [
-            len({pid for pid, _ in g} & set(w.tolist())) / len(w)
-            for g, w in zip(got, want, strict=True)
-            if len(w)
-        ]
+        hits, misses, at_cut = [], 0, 0
+        for g, (ids, scores) in zip(got, want, strict=True):
+            if not len(ids):
+                continue
+            missed = ~np.isin(ids, [pid for pid, _ in g])
+            hits.append(1.0 - missed.mean())
+            misses += int(missed.sum())
+            # A miss whose exact score equals the k-th one to float precision is a tie at the cut, not an
+            # approximation error (two BLAS kernels round near-equal scores differently).
+            at_cut += int((missed & (scores >= scores[-1] - TIE)).sum())
         out[name] = {
             "recall": float(np.mean(hits)) if hits else float("nan"),
             "queries": len(hits),
+            "misses": misses,
+            "misses_at_cut": at_cut,
             "others_cores": others.cores,
         }
         log(f"  recall@{K_RECALL} {out['kind']} {name:7s} {out[name]['recall']:.4f}")

@@ -56,6 +56,13 @@ def machine_facts() -> dict[str, str]:
     }
 
 
+def _misses(value: dict[str, Any]) -> str:
+    """' (n missed, m tied at the cut)' when anything was missed."""
+    if not value.get("misses"):
+        return ""
+    return f" ({value['misses']} missed, {value.get('misses_at_cut', 0)} tied at the cut)"
+
+
 def recall_table(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
@@ -67,7 +74,7 @@ def recall_table(results: list[dict[str, Any]]) -> str:
                 _n(r),
                 rc["kind"],
                 f"`{rc['plan']}`" if rc["plan"] else "-",
-                *[f"{rc[f]['recall']:.4f}{_busy(rc[f])}" for f in FILTERS],
+                *[f"{rc[f]['recall']:.4f}{_misses(rc[f])}{_busy(rc[f])}" for f in FILTERS],
                 " / ".join(f"{v:.2f}" for v in rc["cosine_at_rank"].values()),
             ]
         )

@@ -104,9 +104,9 @@ class VectorLog:
 
 def exact_neighbours(
     log: VectorLog, queries: np.ndarray, filters: Sequence[SearchFilter | None], k: int, progress: Any = None
-) -> list[np.ndarray]:
-    """Ids of the exact top-k by inner product for each (query, filter), best first: one pass over the
-    log in blocks, a running top-k per query."""
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, scores) of the exact top-k by inner product for each (query, filter), best first: one pass
+    over the log in blocks, a running top-k per query."""
     n = len(queries)
     best_scores = np.full((n, k), -np.inf, np.float32)
     best_ids = np.full((n, k), -1, np.int64)
@@ -131,4 +131,4 @@ def exact_neighbours(
         best_ids = np.take_along_axis(cand_ids, keep, 1)
         if progress is not None:
             progress(hi - lo)
-    return [row[np.isfinite(s)] for row, s in zip(best_ids, best_scores, strict=True)]
+    return [(row[np.isfinite(s)], s[np.isfinite(s)]) for row, s in zip(best_ids, best_scores, strict=True)]
