@@ -13,8 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,8 +67,33 @@ def scorers_from_engine(engine: Any) -> Scorers:
         lambda texts, instruction: (
             engine.embed_sync(texts, input_type="query", instruction=instruction).vectors
         ),
-        lambda texts: engine.embed_sync(texts, input_type="document").vectors,
+        _cached_documents(engine, lambda texts: engine.embed_sync(texts, input_type="document").vectors),
     )
+
+
+# Passage vectors for the first pass, per engine: the rerank cache already makes a repeated chart
+# cheap (the page charts, then searches combinations of the same chart), the embedder should too.
+_VECTOR_CACHES: weakref.WeakKeyDictionary[Any, OrderedDict[str, np.ndarray]] = weakref.WeakKeyDictionary()
+VECTOR_CACHE_SIZE = 20_000
+
+
+def _cached_documents(owner: Any, embed: EmbedDocumentsFn) -> EmbedDocumentsFn:
+    cache = _VECTOR_CACHES.setdefault(owner, OrderedDict())
+
+    def embed_documents(texts: list[str]) -> np.ndarray:
+        keys = [hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in texts]
+        found = {k: cache[k] for k in keys if k in cache}
+        for key in found:
+            cache.move_to_end(key)
+        missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in found}
+        if missing:
+            for key, vector in zip(missing, embed(list(missing.values())), strict=True):
+                found[key] = cache[key] = np.asarray(vector, dtype=np.float32)
+        while len(cache) > VECTOR_CACHE_SIZE:
+            cache.popitem(last=False)
+        return np.stack([found[k] for k in keys])
+
+    return embed_documents
 
 
 def scorers_from_models(reranker: Any, embedder: Any | None) -> Scorers:

@@ -212,3 +212,31 @@ def test_cli_chart_writes_xlsx_and_fails_in_one_line(
     assert len(body["references"]) == 2 and out.stat().st_size > 0 and len(body["combinations"]) == 1
     bad = subprocess.run([*base, "-r", "NOPE1A"], capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 2 and "NOPE1A" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_repeated_chart_embeds_no_passage_again(server) -> None:
+    from patentrank import claim_chart
+
+    url, engine = server
+    claim_chart._VECTOR_CACHES.clear()
+    embedded: list[int] = []
+    original = engine.embed_sync
+
+    def counting(texts, **kwargs):
+        if kwargs.get("input_type") == "document":
+            embedded.append(len(texts))
+        return original(texts, **kwargs)
+
+    engine.embed_sync = counting
+    engine.settings.chart_passages_per_element = 1  # shorter than every reference: the first pass runs
+    try:
+        body = {"claim": "A denoising method comprising: a network; a loss", "references": REFS}
+        first = post(url, body).json()
+        after_first = len(embedded)
+        second = post(url, body).json()
+    finally:
+        engine.embed_sync = original
+        engine.settings.chart_passages_per_element = 3
+    assert after_first == len(REFS) and all(n > 1 for n in embedded)  # each reference's passages, once
+    assert len(embedded) == after_first  # the second chart embedded nothing
+    assert first["references"] == second["references"]
