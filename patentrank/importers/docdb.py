@@ -16,7 +16,7 @@ from patentrank.importers.record import (
 
 ROOTS = {"exchange-document": "docdb-exchange"}
 CONTAINERS = frozenset({"exchange-documents"})
-CPC_SCHEMES = ("CPCI", "CPCA", "CPC")
+CPC_SCHEMES = ("CPCI", "CPCA")  # inventive and additional CPC; not FI, ICO, F-terms
 
 
 class DeletedRecord(ValueError):

@@ -206,7 +206,7 @@ class PatentRecord:
             filing_date=self.filing_date,
             publication_date=self.publication_date,
             codes=unique([*self.cpc, *self.ipc]),
-            applicants=self.applicants or self.assignees,
+            applicants=self.applicants or self.applicants_docdb or self.assignees,
             language=lang,
             jurisdiction=self.country,
             metadata=metadata,
