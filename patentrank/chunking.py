@@ -179,12 +179,13 @@ def pack(units: Sequence[str], count: TokenCounter, max_tokens: int, sep: str = 
 
     A unit that alone is over budget is split into sentences, and a sentence over budget is cut.
     """
+    fits = _FitCheck(count, max_tokens, sep)
     chunks: list[str] = []
     current = ""
     for unit in (u.strip() for u in units):
         if not unit:
             continue
-        if count(unit) > max_tokens:
+        if not fits.alone(unit):
             if current:
                 chunks.append(current)
                 current = ""
@@ -193,17 +194,75 @@ def pack(units: Sequence[str], count: TokenCounter, max_tokens: int, sep: str = 
                 chunks.extend(pack(sentences, count, max_tokens, sep=""))
             else:
                 chunks.extend(_hard_split(unit, count, max_tokens))
+            fits.reset()
             continue
         if not current:
             current = unit
-        elif count(candidate := f"{current}{sep}{unit}") <= max_tokens:
-            current = candidate
+            fits.start(unit)
+        elif fits.joined(current, unit):
+            current = f"{current}{sep}{unit}"
         else:
             chunks.append(current)
             current = unit
+            fits.start(unit)
     if current:
         chunks.append(current)
     return chunks
+
+
+class _FitCheck:
+    """Whether a chunk stays within budget, without recounting the growing chunk at every unit.
+
+    For `approx_tokens` the estimate is additive over units (in tenths: a word is 13, any other
+    piece 10, and the separators "\n" and "" add nothing), except where "" joins two letters into
+    one word. Only candidates within half a token of the budget are counted exactly, with the same
+    floating-point sum as before, so chunk boundaries (and so passage ids) are unchanged. Any other
+    counter is called on every candidate, as it always was.
+    """
+
+    def __init__(self, count: TokenCounter, max_tokens: int, sep: str) -> None:
+        self.count, self.max_tokens, self.sep = count, max_tokens, sep
+        self.additive = count is approx_tokens and sep in ("", "\n")
+        self.budget = max_tokens * 10
+        self.current_tenths = 0
+        self.unit_tenths = 0
+
+    def reset(self) -> None:
+        self.current_tenths = 0
+
+    def alone(self, unit: str) -> bool:
+        if not self.additive:
+            return self.count(unit) <= self.max_tokens
+        self.unit_tenths = _tenths(unit)
+        if abs(self.unit_tenths - self.budget) <= 5:
+            return self.count(unit) <= self.max_tokens
+        return self.unit_tenths < self.budget
+
+    def start(self, unit: str) -> None:
+        self.current_tenths = self.unit_tenths
+
+    def joined(self, current: str, unit: str) -> bool:
+        if not self.additive:
+            return self.count(f"{current}{self.sep}{unit}") <= self.max_tokens
+        total = self.current_tenths + self.unit_tenths
+        merges = not self.sep and _LETTER.match(current[-1]) and _LETTER.match(unit[0])
+        if merges or abs(total - self.budget) <= 5:
+            ok = self.count(f"{current}{self.sep}{unit}") <= self.max_tokens
+            if ok:
+                self.current_tenths = _tenths(f"{current}{self.sep}{unit}") if merges else total
+            return ok
+        if total < self.budget:
+            self.current_tenths = total
+            return True
+        return False
+
+
+_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f]")
+
+
+def _tenths(text: str) -> int:
+    """`approx_tokens` times ten, exactly (integers, no rounding)."""
+    return sum(13 if match.lastindex == 2 else 10 for match in _TOKEN_PIECES.finditer(text))
 
 
 def patent_passages(

@@ -31,6 +31,7 @@ _WORD = re.compile(r"[^\W_]+")
 _HAN_CHAR = re.compile(f"[{_HAN}]")
 _KANA_CHAR = re.compile(f"[{_KANA}]")
 _HANGUL_CHAR = re.compile(f"[{_HANGUL}]")
+_COMPAT_HAN = re.compile("[\uf900-\ufaff]")  # compatibility ideographs, folded by NFKC
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
 _jieba_lock = threading.Lock()
@@ -99,7 +100,7 @@ def _raw_tokens(text: str) -> Iterator[tuple[str, int, int, bool]]:
         start = match.start()
         han = match.group("han")
         if han is not None:
-            if any("\uf900" <= c <= "\ufaff" for c in han):
+            if _COMPAT_HAN.search(han):
                 han = unicodedata.normalize("NFKC", han)  # compatibility ideographs map one to one
             for word, s, e in _jieba().tokenize(han, mode="search"):
                 yield word, start + s, start + e, False
@@ -131,7 +132,31 @@ def analyze(text: str) -> list[str]:
     """
     if not isinstance(text, str):
         raise TypeError(f"analyze() takes a str, not {type(text).__name__}")
-    return [t for t, _, _ in analyze_with_offsets(text)]
+    # The same tokens as analyze_with_offsets, without building offsets: this runs once per indexed
+    # passage, and the per-token tuples and generator frames were most of its cost.
+    tokens: list[str] = []
+    to_stem: list[int] = []
+    stopwords = ENGLISH_STOPWORDS
+    for match in _RUN.finditer(text):
+        run = match.group()
+        if match.lastgroup == "han":
+            if _COMPAT_HAN.search(run):
+                run = unicodedata.normalize("NFKC", run)
+            tokens.extend([word for word, _, _ in _jieba().tokenize(run, mode="search")])
+        elif run.isascii():
+            word = run.lower()
+            if word not in stopwords:
+                to_stem.append(len(tokens))
+                tokens.append(word)
+        else:
+            for word in _normalize_word(run):
+                if word not in stopwords:
+                    to_stem.append(len(tokens))
+                    tokens.append(word)
+    if to_stem:
+        for i, stem in zip(to_stem, _stemmer().stemWords([tokens[i] for i in to_stem]), strict=True):
+            tokens[i] = stem
+    return tokens
 
 
 def analyze_many(

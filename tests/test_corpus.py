@@ -477,3 +477,21 @@ def test_shared_evaluation_corpora_load_without_rejections() -> None:
     for name in ("uspppm_phrase_ir", "xling_zh2en_chanemo"):
         stream = load_patents(SHARED / "data" / name / "corpus.jsonl", strict=True)
         assert sum(1 for _ in stream) > 1000 and stream.report.rejected == []
+
+
+_UNITS = st.lists(
+    st.text(alphabet=st.sampled_from(list("ab Cd。，锂电池12.;\n -")), min_size=0, max_size=40), max_size=12
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_UNITS, st.integers(min_value=3, max_value=30), st.sampled_from(["\n", ""]))
+def test_pack_fast_budget_check_equals_recounting(units: list[str], budget: int, sep: str) -> None:
+    """`pack` adds up approx_tokens per unit instead of recounting the growing chunk; a counter that is
+    not `approx_tokens` itself takes the old path (recount every candidate): both must cut identically."""
+    from patentrank.chunking import approx_tokens, pack
+
+    def recount(text: str) -> int:
+        return approx_tokens(text)
+
+    assert pack(units, approx_tokens, budget, sep) == pack(units, recount, budget, sep)

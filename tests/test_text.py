@@ -123,3 +123,28 @@ def test_jieba_initialises_quietly() -> None:
     assert _stderr_of("from patentrank.text import analyze; assert analyze('废热回收')") == ""
     # Negative control: jieba used directly announces its dictionary on stderr.
     assert "prefix dict" in _stderr_of("import jieba; jieba.lcut('废热回收')")
+
+
+_MIXED = st.text(
+    alphabet=st.sampled_from(
+        list("heat exchangers THE of ＣＮＮ①ﬁ 锂电池负极材料废热回收锅炉豈更 ーカナ 한국 12,.;-_\n")
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_MIXED)
+def test_fast_analyze_equals_the_offset_path(text: str) -> None:
+    """`analyze` skips building offsets; its tokens must be exactly those of `analyze_with_offsets`."""
+    assert analyze(text) == [token for token, _, _ in analyze_with_offsets(text)]
+
+
+def test_fast_analyze_equals_the_offset_path_on_the_sample_corpus() -> None:
+    from patentrank.corpus import load_patents, sample_corpus_path
+
+    texts = [t for p in load_patents(sample_corpus_path()) for t in (p.title, p.abstract, *p.claims)]
+    assert all(analyze(t) == [tok for tok, _, _ in analyze_with_offsets(t)] for t in texts)
+    # Negative control: dropping the stemming step is caught by the same comparison.
+    unstemmed = [tok for tok, _, _ in analyze_with_offsets("heat exchangers recovering")]
+    assert unstemmed != ["heat", "exchangers", "recovering"]

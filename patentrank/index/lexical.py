@@ -310,7 +310,10 @@ _NORM_TABLE = _norm_table()
 def _document(pid: int, tokens: Sequence[str], f: PassageFields) -> tantivy.Document:
     doc = tantivy.Document()
     doc.add_integer("pid", pid)
-    doc.add_text("tokens", " ".join(t for t in tokens if len(t.encode()) <= MAX_TOKEN_BYTES))
+    # A token of at most MAX_TOKEN_BYTES // 4 characters cannot be over the limit: check only long ones.
+    if any(len(t) > MAX_TOKEN_BYTES // 4 for t in tokens):
+        tokens = [t for t in tokens if len(t.encode()) <= MAX_TOKEN_BYTES]
+    doc.add_text("tokens", " ".join(tokens))
     doc.add_text("patent_id", f.patent_id)
     doc.add_text("language", f.language)
     doc.add_text("jurisdiction", f.jurisdiction)
