@@ -89,7 +89,7 @@ def test_filters_and_search_by_patent(server) -> None:
         ({"query": QUERY, "filter": {"before": "2020-13-01"}}, 422, "filter.before"),
         ({"query": QUERY, "filter": {"colour": "red"}}, 422, "filter.colour"),
         ({"query": ""}, 422, "query"),
-        ({"patent_id": "XX1234567A"}, 422, "patent_id"),
+        ({"patent_id": "XX1234567A"}, 404, "patent_id"),  # no such patent to search by
         ({"query": QUERY, "min_score": 3}, 422, "min_score"),
     ],
 )

@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from patentrank import __version__
 from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import routes_admin, routes_embed, routes_rerank
+from patentrank.server import routes_admin, routes_embed, routes_rerank, routes_tei
 from patentrank.server.auth import AuthMiddleware, FailureLimiter, make_auth
 from patentrank.server.errors import install_error_handlers
 from patentrank.server.json_body import JsonBodyMiddleware
@@ -71,7 +71,14 @@ def create_app(
     auth = make_auth(settings.api_key)
     dependencies = [Depends(auth)] if auth is not None else []
     app.include_router(routes_admin.public_router)
-    for router in (routes_rerank.router, routes_embed.router, routes_admin.router, *routers):
+    app.include_router(routes_tei.public_router)
+    for router in (
+        routes_rerank.router,
+        routes_embed.router,
+        routes_tei.router,
+        routes_admin.router,
+        *routers,
+    ):
         app.include_router(router, dependencies=dependencies)
     install_openapi(app)
     return app

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from patentrank.server.errors import ApiError, error_response
+from patentrank.server.errors import TEI_PATHS, ApiError, error_response
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -98,9 +98,17 @@ class FailureLimiter:
         return max(1, math.ceil(wait))
 
 
-# Open without the key: liveness, the API description, and the web page (which has its own login).
+# Open without the key (GET/HEAD only): liveness, the API description, the root redirect; and the web
+# page under /ui, which has its own login.
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
 PUBLIC_PREFIXES = ("/ui",)
+
+
+def needs_key(method: str, path: str) -> bool:
+    """Whether a request must carry the API key (when one is configured)."""
+    if path.startswith(PUBLIC_PREFIXES):
+        return False
+    return not (method in ("GET", "HEAD") and path in PUBLIC_PATHS)
 
 
 def _is_login(method: str, path: str) -> bool:
@@ -132,10 +140,8 @@ class AuthMiddleware:
         scope.setdefault("state", {})["authenticated"] = authenticated
         path, method = scope["path"], scope["method"]
         login = _is_login(method, path)
-        guarded = (
-            self.expected is not None and path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES)
-        )
-        if not (login or guarded) or method == "OPTIONS":
+        guarded = self.expected is not None and needs_key(method, path)
+        if not (login or guarded):
             await self.app(scope, receive, send)
             return
         client = scope["client"][0] if scope.get("client") else "unknown"
@@ -150,6 +156,7 @@ class AuthMiddleware:
                 field="Authorization",
                 kind="rate_limited",
                 headers={"Retry-After": str(wait), **close},
+                tei=path in TEI_PATHS,
             )(scope, receive, send)
             return
         if guarded and not authenticated:
@@ -160,6 +167,7 @@ class AuthMiddleware:
                 field="Authorization",
                 kind="unauthorized",
                 headers={"WWW-Authenticate": "Bearer", **close},
+                tei=path in TEI_PATHS,
             )(scope, receive, send)
             return
         if not login:

@@ -92,8 +92,8 @@ def from_exception(exc: BaseException, *, tei: bool = False) -> ApiError:
 def field_path(loc: Sequence[Any]) -> str:
     """('body', 'documents', 3, 'DocumentObject', 'text') -> 'documents[3].text'."""
     path = ""
-    for part in loc:
-        if part in ("body", "path", "query", "header") and not path:
+    for position, part in enumerate(loc):
+        if position == 0 and part in ("body", "path", "query", "header"):
             continue
         if isinstance(part, int):
             path += f"[{part}]"
@@ -104,8 +104,16 @@ def field_path(loc: Sequence[Any]) -> str:
     return path or "body"
 
 
+TEI_PATHS = ("/embed", "/similarity", "/")  # always TEI's error shape; /rerank when it has `texts`
+
+
+def is_tei(path: str, body: Any) -> bool:
+    """Whether errors for this request take TEI's shape `{"error", "error_type"}`."""
+    return path in TEI_PATHS or (path == "/rerank" and isinstance(body, dict) and "texts" in body)
+
+
 def _is_tei(request: Request, body: Any) -> bool:
-    return request.url.path == "/rerank" and isinstance(body, dict) and "texts" in body
+    return is_tei(request.url.path, body)
 
 
 def validation_error(request: Request, exc: RequestValidationError) -> ApiError:

@@ -6,7 +6,9 @@ surrogates (`"\\ud800"`, common in PDF-extracted text and JavaScript strings), i
 
 - lone surrogates are replaced by U+FFFD everywhere (the text stays usable; one odd character does
   not sink a request of a thousand documents);
-- non-finite numbers and integers outside 64 bits are a 422 naming the field;
+- numbers outside the 64-bit integer range (-2^63 .. 2^64-1), integers or not, and NaN/Infinity
+  are a 422 naming the field (JSON Schema cannot tell 1e20 from 100000000000000000000, so neither
+  can we);
 - non-UTF-8 bytes, invalid JSON and nesting over `MAX_JSON_DEPTH` are a 400 with `field: "body"`.
 
 A body without any of these goes through untouched after one orjson pass (microseconds for the
@@ -25,15 +27,15 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from patentrank.server.errors import error_response
+from patentrank.server.errors import TEI_PATHS, error_response
 
 MAX_JSON_DEPTH = 100  # nested objects/arrays; responses echo documents a few levels deeper
 # orjson refuses to serialise past 254 levels: wrapping a body in this many lists makes that limit ours.
 _DEPTH_PROBE = 254 - MAX_JSON_DEPTH
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
-# A possible surrogate escape (\uD800-\uDFFF), or 19+ digits in a row (a possibly over-64-bit int):
-# either sends the body down the slow path, which decides precisely.
-_SUSPICIOUS = re.compile(rb"\\u[dD][89a-fA-F]|\d{19}")
+# A possible surrogate escape (\uD800-\uDFFF), 19+ digits in a row, or an exponent of 10 or more (a
+# possibly out-of-range number): any of these sends the body down the slow path, which decides.
+_SUSPICIOUS = re.compile(rb"\\u[dD][89a-fA-F]|\d{19}|[eE]\+?0*[1-9]\d")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -62,7 +64,7 @@ def _parse_int(text: str) -> int | _BadNumber:
 
 def _parse_float(text: str) -> float | _BadNumber:
     value = float(text)
-    return value if math.isfinite(value) else _BadNumber(text)
+    return value if math.isfinite(value) and INT_MIN <= value <= INT_MAX else _BadNumber(text)
 
 
 def _walk(value: Any, path: str = "", depth: int = 1) -> Iterator[tuple[str, Any, int]]:
@@ -129,7 +131,8 @@ def checked_body(body: bytes) -> bytes:
         if isinstance(item, _BadNumber):
             raise BadBody(
                 422,
-                f"{path or 'body'}: {item.text[:30]} must be a finite number (integers within 64 bits)",
+                f"{path or 'body'}: {item.text[:30]} must be a finite number within the 64-bit "
+                "integer range (-2^63 .. 2^64-1)",
                 path or "body",
             )
         if (isinstance(item, str) and _has_surrogate(item)) or (
@@ -190,7 +193,7 @@ class JsonBodyMiddleware:
             try:
                 body = checked_body(body)
             except BadBody as bad:
-                tei = scope["path"] == "/rerank" and b'"texts"' in body
+                tei = scope["path"] in TEI_PATHS or (scope["path"] == "/rerank" and b'"texts"' in body)
                 kind = "invalid_request"
                 await error_response(bad.status, bad.message, field=bad.field, kind=kind, tei=tei)(
                     scope, receive, send

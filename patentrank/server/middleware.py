@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patentrank.metrics import Metrics
-from patentrank.server.errors import error_response
+from patentrank.server.errors import TEI_PATHS, error_response
 
 
 class MetricsMiddleware:
@@ -51,12 +51,13 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _error(self) -> Response:
+    def _error(self, path: str) -> Response:
         return error_response(
             413,
             f"the request body exceeds {self.max_bytes} bytes (PATENTRANK_MAX_BODY_BYTES)",
             field="body",
             kind="payload_too_large",
+            tei=path in TEI_PATHS,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +66,7 @@ class BodyLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._error()(scope, receive, send)
+            await self._error(scope["path"])(scope, receive, send)
             return
         received = 0
         started = False
@@ -89,7 +90,7 @@ class BodyLimitMiddleware:
         except _TooLarge:
             if started:
                 raise
-            await self._error()(scope, receive, send)
+            await self._error(scope["path"])(scope, receive, send)
 
 
 class _TooLarge(StarletteHTTPException):

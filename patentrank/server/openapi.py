@@ -14,7 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from patentrank.server.auth import PUBLIC_PATHS, PUBLIC_PREFIXES
+from patentrank.server.auth import needs_key
+from patentrank.server.errors import TEI_PATHS
 
 NON_BLANK = r"\S"  # JSON Schema patterns search: "contains a non-space character"
 
@@ -41,6 +42,22 @@ TEI_ERROR_SCHEMA: dict[str, Any] = {
     "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}},
 }
 
+NUMBER_MIN, NUMBER_MAX = -(2**63), 2**64 - 1  # what json_body.py lets through
+JSON_VALUE_REF = {"$ref": "#/components/schemas/JsonValue"}
+# Free-form values (extra document fields, patent records, ignored fields): any JSON the server can
+# carry, i.e. integers within 64 bits (see json_body.py); non-integral numbers are any finite double.
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "Any JSON value; numbers within the 64-bit integer range",
+    "anyOf": [
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "number", "minimum": NUMBER_MIN, "maximum": NUMBER_MAX},
+        {"type": "array", "items": JSON_VALUE_REF},
+        {"type": "object", "additionalProperties": JSON_VALUE_REF},
+    ],
+}
+
 BODY_ERRORS = {
     400: "The body is not UTF-8, not JSON, or nests too deeply",
     408: "The request did not arrive within PATENTRANK_READ_TIMEOUT_S",
@@ -56,7 +73,10 @@ ALWAYS = {500: "A bug: please report it with the server log", 503: "Unavailable;
 
 
 def _error_content(path: str) -> dict[str, Any]:
-    schema = {"oneOf": [ERROR_SCHEMA, TEI_ERROR_SCHEMA]} if path == "/rerank" else ERROR_SCHEMA
+    # TEI's routes answer in TEI's shape, except a 408 written before any route runs; /rerank in TEI's
+    # shape when the body has `texts`.
+    tei = path in TEI_PATHS or path == "/rerank"
+    schema = {"oneOf": [ERROR_SCHEMA, TEI_ERROR_SCHEMA]} if tei else ERROR_SCHEMA
     return {"application/json": {"schema": schema}}
 
 
@@ -86,8 +106,30 @@ def _text_list(prop: dict[str, Any] | None, max_items: int, max_chars: int, *, m
     _text(_branch(items, "string"), max_chars, non_blank=False)
 
 
+def _bound_free_values(node: Any) -> None:
+    """Every object that admits extra fields admits them as `JsonValue`s; every number is bounded."""
+    if isinstance(node, dict):
+        if node.get("type") in ("integer", "number"):
+            if "minimum" not in node and "exclusiveMinimum" not in node:
+                node["minimum"] = NUMBER_MIN
+            if "maximum" not in node and "exclusiveMaximum" not in node:
+                node["maximum"] = NUMBER_MAX
+        is_object = node.get("type") == "object" or "properties" in node
+        if is_object and node.get("additionalProperties", True) not in (False,) and "$ref" not in node:
+            extra = node.get("additionalProperties", True)
+            if extra is True or extra == {}:
+                node["additionalProperties"] = JSON_VALUE_REF
+        for value in node.values():
+            _bound_free_values(value)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_free_values(value)
+
+
 def _constrain(components: dict[str, Any], app: FastAPI) -> None:
     settings = app.state.settings
+    embedder = getattr(app.state.engine, "embedder", None)
+    full = getattr(embedder, "full_dim", None) or getattr(embedder, "dim", None)
     chars, docs, inputs = settings.max_document_chars, settings.max_documents, settings.max_inputs
     for name in ("RerankRequest", "FlexibleRerankRequest"):
         props = components.get(name, {}).get("properties", {})
@@ -111,11 +153,42 @@ def _constrain(components: dict[str, Any], app: FastAPI) -> None:
         _text(_branch(embed["input"], "string"), chars, non_blank=False)
         _text_list(embed["input"], inputs, chars)
         _text(_branch(embed.get("instruction", {}), "string"), chars)
-        embedder = getattr(app.state.engine, "embedder", None)
-        full = getattr(embedder, "full_dim", None) or getattr(embedder, "dim", None)
-        dims = _branch(embed.get("dimensions", {}), "integer")
+        components["EmbeddingRequest"]["not"] = {  # an instruction is for queries only
+            "required": ["instruction", "input_type"],
+            "properties": {"instruction": {"type": "string"}, "input_type": {"const": "document"}},
+        }
+    flexible = components.get("FlexibleRerankRequest")
+    if flexible:  # documents or TEI's texts, not both
+        documents, texts = (
+            {"required": [n], "properties": {n: {"type": "array"}}} for n in ("documents", "texts")
+        )
+        flexible["anyOf"] = [documents, texts]
+        flexible["not"] = {
+            "required": ["documents", "texts"],
+            "properties": {"documents": {"type": "array"}, "texts": {"type": "array"}},
+        }
+    tei_embed = components.get("EmbedRequest", {}).get("properties", {})
+    if tei_embed:
+        _text(_branch(tei_embed["inputs"], "string"), chars, non_blank=False)
+        _text_list(tei_embed["inputs"], inputs, chars)
+    for name in ("EmbedRequest", "EmbedParameters"):
+        normalize = components.get(name, {}).get("properties", {}).get("normalize")
+        if normalize is not None:
+            normalize["enum"] = [True]  # vectors are always unit length
+    for name in ("EmbeddingRequest", "EmbedRequest", "EmbedParameters"):
+        dims = _branch(components.get(name, {}).get("properties", {}).get("dimensions", {}), "integer")
         if dims is not None and isinstance(full, int):
             dims["maximum"] = full
+    similarity = components.get("SimilarityInputs", {}).get("properties", {})
+    if similarity:
+        _text(similarity["source_sentence"], chars, non_blank=False)
+        _text_list(similarity["sentences"], inputs - 1, chars)
+    search = components.get("SearchBody")
+    if search:  # a query with a non-blank character, or a patent id
+        search["anyOf"] = [
+            {"required": ["query"], "properties": {"query": {"pattern": NON_BLANK}}},
+            {"required": ["patent_id"], "properties": {"patent_id": {"type": "string", "minLength": 1}}},
+        ]
     ingest = components.get("IngestBody", {}).get("properties", {})
     if ingest.get("patents", {}).get("type") == "array":
         ingest["patents"]["maxItems"] = inputs
@@ -123,23 +196,21 @@ def _constrain(components: dict[str, Any], app: FastAPI) -> None:
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document with the error responses and the Settings limits filled in."""
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     components["Error"] = ERROR_SCHEMA
     guarded = bool(app.state.settings.api_key)
     for path, operations in schema.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             statuses: dict[int, str] = dict(ALWAYS)
             if "requestBody" in operation:
                 statuses.update(BODY_ERRORS)
             if any(p.get("in") in ("path", "query") for p in operation.get("parameters", [])):
                 statuses[422] = BODY_ERRORS[422]
-            if guarded and path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
+            if guarded and needs_key(method.upper(), path):
                 statuses.update(AUTH_ERRORS)
             for status, description in statuses.items():
                 entry = responses.setdefault(str(status), {"description": description})
@@ -148,6 +219,17 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 if status[:1] in "45":
                     entry["content"] = _error_content(path)
     _constrain(components, app)
+    _bound_free_values(schema.get("paths", {}))
+    _bound_free_values(components)
+    components["JsonValue"] = JSON_VALUE_SCHEMA
+    root = schema.get("paths", {}).get("/", {}).get("post")
+    if root:  # what the catch-all dispatches on (see routes_tei.tei_root)
+        root["requestBody"]["content"]["application/json"]["schema"] = {
+            "anyOf": [
+                {"$ref": "#/components/schemas/EmbedRequest"},
+                {"$ref": "#/components/schemas/SimilarityRequest"},
+            ]
+        }
     return schema
 
 

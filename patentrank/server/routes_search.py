@@ -83,7 +83,11 @@ def _pipeline(request: Request) -> Any:
     return engine.require_pipeline()
 
 
-@router.post("/v1/search", summary="Search patents: BM25 + dense retrieval, fused, filtered, reranked")
+@router.post(
+    "/v1/search",
+    summary="Search patents: BM25 + dense retrieval, fused, filtered, reranked",
+    responses={404: {"description": "The patent to search by (`patent_id`) is not in the index"}},
+)
 async def search(body: SearchBody, request: Request) -> Response:
     """One result per patent with its best passage (matching terms as [start, end) spans) and the score of
     every stage; `stages` says which stages ran and why the others did not."""
@@ -104,7 +108,12 @@ async def search(body: SearchBody, request: Request) -> Response:
         min_score=body.min_score,
         highlight=body.highlight,
     )
-    response = await asyncio.to_thread(pipeline.search, req)
+    try:
+        response = await asyncio.to_thread(pipeline.search, req)
+    except InputError as exc:
+        if exc.field == "patent_id":  # the patent to search by does not exist: a missing resource
+            raise ApiError(404, str(exc), field="patent_id", kind="not_found") from exc
+        raise
     metrics = request.app.state.engine.metrics
     for stage, info in response.stages.items():
         if info.get("ran") and "ms" in info:
@@ -145,7 +154,8 @@ PatentIdPath = Path(
     description="Letters, digits and . _ - : (at most 128); other stored ids go in the `id` query parameter",
 )
 # Ids stored before the rule (e.g. with a '/') stay reachable here: a query parameter round-trips any text.
-StoredIdQuery = Query(min_length=1, max_length=20_000, description="Any stored patent id, URL-encoded")
+# 1,000 characters percent-encode to at most 9 KB, inside uvicorn's 16 KB limit on a request's head.
+StoredIdQuery = Query(min_length=1, max_length=1000, description="Any stored patent id, URL-encoded")
 _NOT_FOUND = {404: {"description": "No patent with this id"}}
 PATENT_METHODS = "GET, HEAD, DELETE, OPTIONS"
 

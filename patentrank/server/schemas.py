@@ -16,6 +16,17 @@ from pydantic import (
 )
 
 
+def whole_number(value: Any) -> Any:
+    """2.0 is an integer in JSON (and JSON Schema): take it as 2; "2" and 2.5 stay errors.
+
+    A `mode="before"` field validator rather than an annotated type, so that the JSON schema keeps
+    its `minimum` (pydantic writes a bare `ge` for constraints behind a before-validator).
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
 class DocumentObject(BaseModel):
     """A document as an object (Cohere v1): `text` is ranked, every other field is returned as given."""
 
@@ -54,11 +65,19 @@ class RerankRequest(BaseModel):
     )
     instruction: StrictStr | None = Field(None, description="Task instruction (extension), best in English")
     min_score: StrictFloat | None = Field(None, description="Drop results scoring below this (extension)")
-    rank_fields: list[StrictStr] | None = Field(None, description="Cohere v1: object fields to rank on")
+    rank_fields: list[StrictStr] | None = Field(
+        None,
+        description="Cohere v1: object fields to rank on; every object document must have each of them "
+        "(else 422 naming rank_fields)",
+    )
     max_chunks_per_doc: StrictInt | None = Field(None, ge=1, description="Cohere v1: accepted, not used")
     truncate_prompt_tokens: StrictInt | None = Field(
         None, description="vLLM: accepted, not used; prompts are always cut to the model's max_length"
     )
+
+    _whole = field_validator(
+        "top_n", "max_tokens_per_doc", "max_chunks_per_doc", "truncate_prompt_tokens", mode="before"
+    )(whole_number)
 
 
 class FlexibleRerankRequest(RerankRequest):
@@ -86,6 +105,8 @@ class ScoreRequest(BaseModel):
     model: StrictStr | None = None
     max_tokens_per_doc: StrictInt | None = Field(None, ge=1, description="Cut each document (extension)")
     truncate_prompt_tokens: StrictInt | None = Field(None, description="Accepted, not used")
+
+    _whole = field_validator("max_tokens_per_doc", "truncate_prompt_tokens", mode="before")(whole_number)
 
 
 class RerankDocument(BaseModel):
@@ -162,6 +183,8 @@ class EmbeddingRequest(BaseModel):
     instruction: StrictStr | None = Field(
         None, description="Task instruction for queries (implies input_type query)"
     )
+
+    _whole = field_validator("dimensions", mode="before")(whole_number)
 
     @field_validator("input", mode="before")
     @classmethod
