@@ -253,3 +253,9 @@ def test_docdb_fragment_without_doctype_resolves_docdb_entities() -> None:
     assert error is None
     # DOCDB's own table: &SACUTE; is a capital, &EACUTE; a small letter; &agr; is ISO Greek.
     assert record.applicants == ["ŚWIDNIK éCOLE α"] and record.family_id == "42"
+
+
+def test_sequence_listings_in_a_weekly_file_are_skipped_not_rejected() -> None:
+    stream = load_xml_patents(FIXTURES / "us_weekly_with_sequence_listing.xml")
+    assert [p.id for p in stream] == ["USD999001S1"]
+    assert stream.skipped == 1 and stream.report.rejected == []

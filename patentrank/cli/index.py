@@ -111,6 +111,8 @@ def index(
             unit = "document" if xml else "line"
             summary = report.as_dict()
             summary["rejected"] = [{unit: line, "reason": reason} for line, reason in stream.report.rejected]
+            if getattr(stream, "skipped", 0):
+                summary["skipped_not_patents"] = stream.skipped
             totals[str(f)] = summary
             if not as_json:
                 typer.echo(

@@ -30,6 +30,10 @@ for _format, _module in (("uspto", uspto), ("ep", epo), ("docdb", docdb), ("cnip
         _PARSERS[_root] = (_format, _module.parse)
 
 
+# Documents bulk files carry besides patents: USPTO weekly grant files interleave sequence listings.
+NOT_PATENTS = frozenset({"sequence-cwu"})
+
+
 def parse_element(root: Element, expected_format: str | None = None) -> PatentRecord:
     """The record of one document element; ValueError says why it cannot be read."""
     if root.tag not in _PARSERS:
@@ -43,7 +47,8 @@ def parse_element(root: Element, expected_format: str | None = None) -> PatentRe
 def iter_records(
     path: str | Path, fmt: str | None = None, on_bytes: Callable[[int], object] | None = None
 ) -> Iterator[tuple[int, PatentRecord | None, str | None]]:
-    """(document index, record, None) or (document index, None, reason) for each document of `path`."""
+    """(document index, record, None) or (document index, None, reason) for each document of `path`;
+    (document index, None, None) for a document that is not a patent (`NOT_PATENTS`)."""
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt not in XML_FORMATS:
@@ -53,6 +58,9 @@ def iter_records(
         for raw in iter_documents(handle, records, on_bytes=on_bytes):
             if raw.root is None:
                 yield raw.index, None, raw.error
+                continue
+            if raw.root.tag in NOT_PATENTS:
+                yield raw.index, None, None  # e.g. a weekly file's sequence listings: skipped, not bad
                 continue
             try:
                 record = parse_element(raw.root, fmt)
@@ -78,11 +86,15 @@ class XmlPatentStream(Iterator[Patent]):
         self.path = path
         self.format = fmt or detect_format(path)
         self.report = LoadReport(source=str(path))
+        self.skipped = 0  # documents that are not patents (sequence listings)
         self._records = iter_records(path, self.format, on_bytes)
         self._strict, self._language = strict, language
 
     def __next__(self) -> Patent:
         for index, record, error in self._records:
+            if record is None and error is None:
+                self.skipped += 1
+                continue
             if record is not None:
                 try:
                     patent = record.to_patent(self._language)
