@@ -16,7 +16,7 @@ from patentrank.errors import InputError
 SNIFF_BYTES = 64 * 1024
 # Format name -> root element names (namespace prefix dropped) that announce it.
 FORMAT_ROOTS: dict[str, tuple[str, ...]] = {
-    "uspto": ("us-patent-grant", "us-patent-application"),
+    "uspto": ("us-patent-grant", "us-patent-application", "sequence-cwu"),  # weekly files interleave listings
     "ep": ("ep-patent-document",),
     "docdb": ("exchange-documents", "exchange-document"),
     "cnipa": ("PatentDocumentAndRelated",),
