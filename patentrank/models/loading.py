@@ -98,8 +98,8 @@ def locate_model(model: str, role: str) -> tuple[str, bool]:
     raise ModelLoadError(
         f"{role} model {model!r} is not in the local Hugging Face cache and the hub cannot be "
         f"reached (offline?). Download it where the hub is reachable "
-        f"(`huggingface-cli download {model} --local-dir DIR`) and pass that folder instead, "
-        f"e.g. --model DIR or PATENTRANK_{role.upper()}_MODEL=DIR"
+        f"(`hf download {model} --local-dir DIR`) and pass that folder instead: "
+        f"PATENTRANK_{role.upper()}_MODEL=DIR, or `patentrank serve --{role}-model DIR`"
     )
 
 
