@@ -27,6 +27,7 @@ import numpy as np
 from patentrank.claims import split_elements, strip_leading_number
 from patentrank.config import Settings
 from patentrank.errors import InputError
+from patentrank.patent_ids import patent_id_problem
 
 CHART_INSTRUCTION = (
     "Given a claim element of a patent, judge whether the passage of a prior-art reference discloses "
@@ -248,6 +249,10 @@ class ClaimCharter:
 
     def check_references(self, references: Sequence[str]) -> list[str]:
         ids = list(dict.fromkeys(r.strip() for r in references if r and r.strip()))
+        for position, patent_id in enumerate(ids):
+            problem = patent_id_problem(patent_id)
+            if problem is not None:
+                raise InputError(f"references[{position}] {problem}", field=f"references[{position}]")
         if not ids:
             raise InputError(
                 "give at least one reference publication number (or a search)", field="references"

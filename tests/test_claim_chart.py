@@ -152,6 +152,7 @@ def test_references_from_a_search_and_user_elements(server) -> None:
             "references",
         ),
         ({"claim": "A lamp comprising: a base", "references": []}, 422, "references"),
+        ({"claim": "A lamp comprising: a base", "references": ["CN1A", "WO/2020/1"]}, 422, "references[1]"),
         ({"claim": "A lamp", "references": REFS, "elements": [" "]}, 422, "elements"),
         ({"claim": "claim 99 of CN113344556A", "references": REFS}, 422, "claim"),
         ({"claim": "claim 1 of XX1A", "references": REFS}, 404, "claim"),
