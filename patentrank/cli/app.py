@@ -41,3 +41,6 @@ def main() -> None:
 
     Models come from PATENTRANK_RERANKER_MODEL / PATENTRANK_EMBEDDER_MODEL (hub id or local folder).
     """
+    from patentrank.analysis_pool import enable_parallel_analysis
+
+    enable_parallel_analysis()  # the console script guards its main module, as "spawn" needs

@@ -13,6 +13,7 @@ import numpy as np
 import tantivy
 from tqdm.auto import tqdm
 
+from patentrank.analysis_pool import analyze_batch
 from patentrank.errors import InputError, PatentrankError
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.lexical_query import SCHEMA, code_prefix_terms, filter_clauses, text_query
@@ -137,8 +138,11 @@ class LexicalIndex:
             raise InputError("add() needs as many texts as ids", field="texts")
         if not all(isinstance(t, str) for t in texts):
             raise InputError("every passage text must be a string", field="texts")
-        bar = tqdm(texts, disable=not show_progress, desc="BM25 analysing", unit="passage")
-        self.add_tokens(ids, [analyze(t) for t in bar], fields)
+        if show_progress:
+            tokens = [analyze(t) for t in tqdm(texts, desc="BM25 analysing", unit="passage")]
+        else:
+            tokens = analyze_batch(texts)  # large batches on every core
+        self.add_tokens(ids, tokens, fields)
 
     def add_tokens(
         self,
