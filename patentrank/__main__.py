@@ -2,4 +2,5 @@
 
 from patentrank.cli import app
 
-app()
+if __name__ == "__main__":  # worker processes ("spawn") import this module again: they must not run the CLI
+    app()
