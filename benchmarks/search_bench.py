@@ -43,6 +43,9 @@ CHECKPOINT_PATENTS = 5000  # PatentIndex.add's default checkpoint_every
 
 
 def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    from patentrank.analysis_pool import enable_parallel_analysis
+
+    enable_parallel_analysis()  # as the patentrank commands do; a memoized jieba stays in-process
     work = bench.RESULTS_DIR / "search-work" / str(size)
     shutil.rmtree(work, ignore_errors=True)
     started, memo = time.perf_counter(), size > args.real_analysis_max
