@@ -1,7 +1,7 @@
 """Analysis of large batches on every core: jieba is pure Python, so threads would not help.
 
 Indexing spends most of its time in `patentrank.text.analyze` (jieba segments about 0.5 M characters
-per second on one core). Batches of at least `PARALLEL_MIN_TEXTS` texts are analysed by a pool of
+per second on one core). Batches of at least `PARALLEL_MIN_TEXTS` texts (512) are analysed by a pool of
 worker processes, started once per process with the "spawn" method (safe in a server with threads),
 each initialising jieba once. The tokens are exactly those of `analyze`.
 
@@ -28,7 +28,7 @@ from patentrank import text
 
 log = logging.getLogger(__name__)
 
-PARALLEL_MIN_TEXTS = 2000  # below this the pickling and the hand-off cost more than they save
+PARALLEL_MIN_TEXTS = 512  # below this the hand-off costs more than it saves (PatentIndex batches: ~1,400)
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
 _pool_lock = threading.Lock()
