@@ -14,6 +14,7 @@ import pytest
 
 from patentrank.engine import Engine
 from patentrank.server import ServerSettings, create_app
+from patentrank.server.openapi import NON_BLANK
 from patentrank.server.routes_search import router as search_router
 from patentrank.server.testing import serve_in_thread
 
@@ -279,7 +280,7 @@ def test_openapi_declares_the_statuses_and_limits(url: str) -> None:
     assert error["required"] == ["error"]  # our error body, not FastAPI's {"detail": ...}
     components = schema["components"]["schemas"]
     query = components["RerankRequest"]["properties"]["query"]
-    assert query["minLength"] == 1 and query["pattern"] == r"\S"
+    assert query["minLength"] == 1 and query["pattern"] == NON_BLANK
     text_1 = components["ScoreRequest"]["properties"]["text_1"]["anyOf"]
     assert next(m for m in text_1 if m["type"] == "string")["minLength"] == 1
     assert next(m for m in text_1 if m["type"] == "array")["maxItems"] == 1

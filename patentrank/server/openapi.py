@@ -17,7 +17,11 @@ from fastapi.openapi.utils import get_openapi
 from patentrank.server.auth import needs_key
 from patentrank.server.errors import TEI_PATHS
 
-NON_BLANK = r"\S"  # JSON Schema patterns search: "contains a non-space character"
+# "Contains a character Python's str.strip() keeps", which is how the server tells blank texts: JSON
+# Schema's \S differs (it keeps \x1c-\x1f and \x85, drops \ufeff), so the set is spelled out.
+NON_BLANK = (
+    "[^\\t\\n\\x0b\\x0c\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+)
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -226,7 +230,22 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     if root:  # what the catch-all dispatches on (see routes_tei.tei_root)
         root["requestBody"]["content"]["application/json"]["schema"] = {
             "anyOf": [
-                {"$ref": "#/components/schemas/EmbedRequest"},
+                {  # parameters that are empty or name a classification option mean text_classification
+                    "allOf": [{"$ref": "#/components/schemas/EmbedRequest"}],
+                    "not": {
+                        "required": ["parameters"],
+                        "properties": {
+                            "parameters": {
+                                "type": "object",
+                                "anyOf": [
+                                    {"maxProperties": 0},
+                                    {"required": ["function_to_apply"]},
+                                    {"required": ["top_k"]},
+                                ],
+                            }
+                        },
+                    },
+                },
                 {"$ref": "#/components/schemas/SimilarityRequest"},
             ]
         }

@@ -103,10 +103,22 @@ async def _vectors(request: Request, texts: list[str], options: EmbedParameters)
     return np.ascontiguousarray(result.vectors, dtype=np.float32)
 
 
+def _merged(body: EmbedRequest) -> EmbedParameters:
+    """Top-level options and those inside `parameters` together; `parameters` wins where both are set."""
+    inner = body.parameters or EmbedParameters()
+    return EmbedParameters(
+        normalize=body.normalize and inner.normalize,
+        prompt_name=inner.prompt_name or body.prompt_name,
+        truncate=inner.truncate if inner.truncate is not None else body.truncate,
+        truncation_direction=inner.truncation_direction or body.truncation_direction,
+        dimensions=inner.dimensions if inner.dimensions is not None else body.dimensions,
+    )
+
+
 @router.post("/embed", summary="Embeddings (Hugging Face TEI)", responses=_ERRORS)
 async def embed(request: Request, body: EmbedRequest) -> Response:
     """A list of unit-length vectors, one per input (a single string gives a list of one)."""
-    options = body.parameters or body
+    options = _merged(body)
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     return json_response(await _vectors(request, texts, options))
 
