@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from xml.etree.ElementTree import Element
 
-from patentrank.claims import Claim
 from patentrank.importers.record import (
     PatentRecord,
     code_from_parts,
     normalize_classification,
+    numbered_claims,
     paragraphs_of,
     parse_compact_date,
     text_of,
@@ -29,14 +29,6 @@ def _standard(parent: Element, tag: str) -> Element | None:
 def _ipc(entry: Element) -> str | None:
     parts = [text_of(entry.find(t)) for t in ("Section", "MainClass", "Subclass", "MainGroup", "Subgroup")]
     return code_from_parts(*parts) if all(parts) else normalize_classification(text_of(entry.find("Text")))
-
-
-def _claims(root: Element) -> list[Claim]:
-    claims = []
-    for position, claim in enumerate(root.iter("Claim"), start=1):
-        num = "".join(ch for ch in claim.get("num", "") if ch.isdigit())
-        claims.append(Claim.parse(text_of(claim), int(num) if num else position))
-    return claims
 
 
 def parse(root: Element) -> PatentRecord:
@@ -92,7 +84,7 @@ def parse(root: Element) -> PatentRecord:
         text = paragraphs_of(abstract, ("Paragraphs", "P"))
         if text:
             record.abstracts.setdefault(lang, text)
-    claims = _claims(root)
+    claims = numbered_claims(root.iter("Claim"))
     if claims:
         record.claims[record.language or "zh"] = claims
     description = root.find("Description")

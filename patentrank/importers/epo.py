@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from xml.etree.ElementTree import Element
 
-from patentrank.claims import Claim
 from patentrank.importers.record import (
     PatentRecord,
     normalize_classification,
+    numbered_claims,
     paragraphs_of,
     parse_compact_date,
     text_of,
@@ -16,14 +16,6 @@ from patentrank.importers.record import (
 )
 
 ROOTS = {"ep-patent-document": "ep-patent-document"}
-
-
-def _claims(claims: Element) -> list[Claim]:
-    out = []
-    for position, claim in enumerate(claims.findall("claim"), start=1):
-        num = "".join(ch for ch in claim.get("num", "") if ch.isdigit())
-        out.append(Claim.parse(text_of(claim), int(num) if num else position))
-    return out
 
 
 def parse(root: Element) -> PatentRecord:
@@ -79,7 +71,7 @@ def parse(root: Element) -> PatentRecord:
         if element.tag == "abstract" and text_of(element):
             record.abstracts.setdefault(lang, paragraphs_of(element))
         elif element.tag == "claims":
-            claims = _claims(element)
+            claims = numbered_claims(element.findall("claim"))
             if claims:
                 record.claims.setdefault(lang, claims)
         elif element.tag == "description" and text_of(element):

@@ -79,6 +79,16 @@ def normalize_doc_number(number: str) -> str:
     return f"{match.group(1)}{int(match.group(2))}" if match else number
 
 
+def numbered_claims(elements: Iterable[Element]) -> list[Claim]:
+    """Claims from elements whose `num` attribute holds the claim number ("c-en-0001", "3");
+    an element without one takes its position."""
+    claims = []
+    for position, claim in enumerate(elements, start=1):
+        num = "".join(ch for ch in claim.get("num", "") if ch.isdigit())
+        claims.append(Claim.parse(text_of(claim), int(num) if num else position))
+    return claims
+
+
 def unique(values: Iterable[str | None]) -> list[str]:
     """Non-empty values in first-seen order."""
     return list(dict.fromkeys(v for v in values if v))
