@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     max_length: int = Field(8192, ge=64, description="Reranker prompt length limit in tokens")
     embedder_max_length: int = Field(8192, ge=16)
     embedding_dim: int | None = Field(None, ge=32, description="MRL output size; None = model's full size")
+    document_prompt: str | None = Field(
+        None, description="Text put before every passage embedded; None = the model's own (its config's "
+        "first non-empty 'document'/'passage'/'corpus' prompt, else its default prompt), '' = none",
+    )
+    query_prompt: str | None = Field(
+        None, description="Text put before every query of a sentence-transformers embedder; None = the "
+        "model's own 'query' prompt, '' = none (Qwen3-Embedding uses its instruction template instead)",
+    )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch default")
 
     # Batching inside one model call.

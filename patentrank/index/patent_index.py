@@ -123,16 +123,28 @@ class PatentIndex:
         tmp.replace(self.path / META_FILE)
 
     def _check_embedder(self, embedder: Any) -> None:
-        """Vectors from two models are not comparable: refuse a model other than the index's own."""
+        """Vectors from two models, or from one model with two document prompts, are not comparable:
+        refuse an embedder other than the index's own. (The query prompt is applied at search time and
+        is recorded for information only.)"""
         recorded = self.meta.get("embedder")
-        current = {"model": str(embedder.model_name), "dim": int(embedder.dim)}
-        if recorded and recorded != current:
+        prompts = dict(getattr(embedder, "prompts", None) or {"document": "", "query": ""})
+        current = {"model": str(embedder.model_name), "dim": int(embedder.dim), "prompts": prompts}
+        if recorded and (recorded["model"], recorded["dim"]) != (current["model"], current["dim"]):
             raise PatentrankError(
                 f"the index at {self.path} holds vectors of {recorded['model']} ({recorded['dim']} dims) "
                 f"but the embedder is {current['model']} ({current['dim']} dims): use the same model "
                 "(PATENTRANK_EMBEDDER_MODEL / PATENTRANK_EMBEDDING_DIM), or index into a new folder"
             )
-        if not recorded:
+        # Indexes from before prompts were recorded embedded documents bare.
+        built_with = (recorded or {}).get("prompts", {"document": ""})["document"]
+        if recorded and built_with != prompts["document"]:
+            raise PatentrankError(
+                f"the index at {self.path} holds passages embedded with the document prompt {built_with!r} "
+                f"but the embedder now puts {prompts['document']!r} before them: set "
+                f"PATENTRANK_DOCUMENT_PROMPT={built_with!r} to search this index as it was built, or index "
+                "into a new folder to use the new prompt"
+            )
+        if recorded != current:
             self.meta["embedder"] = current
             self._write_meta()
 

@@ -13,6 +13,8 @@ from patentrank.errors import InputError, ModelLoadError
 from patentrank.models.loading import load_pretrained, locate_model, resolve_device, resolve_dtype
 
 ENDOFTEXT = "<|endoftext|>"
+# The prompt names sentence-transformers' `encode_document` tries, in its order.
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 ENDOFTEXT_ID = 151643
 QUERY_TEMPLATE = "Instruct: {instruction}\nQuery:{query}"
 
@@ -56,9 +58,12 @@ class Embedder:
 
     Qwen3-Embedding folders (model_type 'qwen3') are built explicitly as Transformer (left padding)
     -> last-token pooling -> Normalize, with <|endoftext|> as the last token and queries wrapped as
-    ``Instruct: {task}\\nQuery:{query}``; any other sentence-transformers model loads with its own
-    modules (and its own 'query' prompt, if it has one). `dimensions` (Matryoshka/MRL) keeps the
-    first d components and re-normalises, which equals truncating before normalising.
+    ``Instruct: {task}\\nQuery:{query}`` and documents embedded as they are; any other
+    sentence-transformers model loads with its own modules and prompts: documents get the config's
+    first non-empty 'document', 'passage' or 'corpus' prompt (else its `default_prompt_name`'s),
+    queries its 'query' prompt (e5: "passage: " / "query: ").
+    `document_prompt` / `query_prompt` override them ('' = none). `dimensions` (Matryoshka/MRL) keeps
+    the first d components and re-normalises, which equals truncating before normalising.
 
     Example:
         >>> emb = Embedder("Qwen/Qwen3-Embedding-0.6B", dimensions=256)   # or a local folder
@@ -79,6 +84,8 @@ class Embedder:
         batch_size: int = 32,
         batch_tokens: int | None = None,
         instruction: str = DEFAULT_INSTRUCTION,
+        document_prompt: str | None = None,
+        query_prompt: str | None = None,
     ) -> None:
         if max_length < 2:
             raise InputError("max_length must be at least 2 tokens", field="max_length")
@@ -111,6 +118,31 @@ class Embedder:
         self.full_dim = int(full_dim)
         self.dim = self._check_dimensions(dimensions) if dimensions else self.full_dim
         self.default_dimensions = self.dim
+        own = self._own_prompts()
+        self.document_prompt = own[0] if document_prompt is None else document_prompt
+        self.query_prompt = own[1] if query_prompt is None else query_prompt
+
+    def _own_prompts(self) -> tuple[str, str]:
+        """(document, query) prompts from the model's config, as sentence-transformers would apply them."""
+        if self.is_qwen3:  # documents bare; queries get the instruction template in `format_query`
+            return "", ""
+        prompts: dict[str, str] = dict(getattr(self.st, "prompts", None) or {})
+        default = prompts.get(getattr(self.st, "default_prompt_name", None) or "", "")
+        # sentence-transformers 6 adds empty 'query' and 'document' entries to every model's prompts, so
+        # its own encode_document picks "" over e5's "passage: ": take the first one that says something.
+        document = next((prompts[n] for n in DOCUMENT_PROMPT_NAMES if prompts.get(n)), default)
+        return document, prompts.get("query") or default
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The text put before documents and queries: what an index records it was built with.
+
+        Example:
+            >>> Embedder("/models/multilingual-e5-small").prompts  # doctest: +SKIP
+            {'document': 'passage: ', 'query': 'query: '}
+        """
+        query = QUERY_TEMPLATE.split("{query}")[0] if self.is_qwen3 else self.query_prompt
+        return {"document": self.document_prompt, "query": query}
 
     def _build_qwen3(self, name: str, local_only: bool, config: Any, max_length: int) -> Any:
         from sentence_transformers import SentenceTransformer
@@ -168,6 +200,8 @@ class Embedder:
             batch_size=min(32, s.max_batch_size),
             batch_tokens=s.batch_tokens,
             instruction=s.instruction,
+            document_prompt=getattr(s, "document_prompt", None),
+            query_prompt=getattr(s, "query_prompt", None),
         )
 
     def _check_dimensions(self, dimensions: int | None) -> int:
@@ -206,7 +240,7 @@ class Embedder:
             yield batch
 
     def _encode(
-        self, texts: list[str], dimensions: int | None, progress: bool, prompt_name: str | None
+        self, texts: list[str], dimensions: int | None, progress: bool, prompt: str
     ) -> np.ndarray:
         dim = self._check_dimensions(dimensions)
         out = np.zeros((len(texts), self.full_dim), dtype=np.float32)
@@ -220,7 +254,7 @@ class Embedder:
                 with torch.inference_mode():
                     vectors = self.st.encode(
                         [texts[i] for i in batch],
-                        prompt_name=prompt_name,
+                        prompt=prompt,  # explicit, so a config's default_prompt_name never adds another
                         batch_size=len(batch),
                         show_progress_bar=False,
                         convert_to_numpy=True,
@@ -238,8 +272,8 @@ class Embedder:
     def embed_documents(
         self, texts: Sequence[str], dimensions: int | None = None, progress: bool = False
     ) -> np.ndarray:
-        """One row per passage (no instruction), shape (len(texts), dim), float32, unit length."""
-        return self._encode(_check_texts(texts, "texts"), dimensions, progress, None)
+        """One row per passage (after `document_prompt`), shape (len(texts), dim), float32, unit length."""
+        return self._encode(_check_texts(texts, "texts"), dimensions, progress, self.document_prompt)
 
     def format_query(self, query: str, instruction: str | None = None) -> str:
         """The text a query is embedded as: Qwen3 wraps it in its instruction template."""
@@ -252,15 +286,12 @@ class Embedder:
     ) -> np.ndarray:
         """One row per query; Qwen3 models get `Instruct: {instruction}\\nQuery:{query}`.
 
-        Other sentence-transformers models use their own 'query' prompt when their config has one
+        Other sentence-transformers models get `query_prompt` (their own 'query' prompt by default)
         and ignore `instruction` (they were not trained to follow one).
         """
         texts = _check_texts(texts, "texts")
-        prompt_name = None
-        if not self.is_qwen3 and "query" in (getattr(self.st, "prompts", None) or {}):
-            prompt_name = "query"
         formatted = [self.format_query(t, instruction) for t in texts]
-        return self._encode(formatted, dimensions, False, prompt_name)
+        return self._encode(formatted, dimensions, False, "" if self.is_qwen3 else self.query_prompt)
 
 
 def _auto_config() -> Any:
