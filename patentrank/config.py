@@ -52,6 +52,12 @@ class Settings(BaseSettings):
 
     # Remote model servers (vLLM / OpenAI-compatible); a comma-separated list gives failover.
     reranker_url: str | None = None
+    reranker_api: Literal["vllm", "tei", "infinity", "cohere"] = Field(
+        "vllm",
+        description="What the reranker server speaks: 'vllm' (Qwen3 prompts formatted client-side, "
+        "/v1/rerank), or plain (query, document) texts for a cross-encoder: 'tei' (POST /rerank with "
+        "texts), 'infinity' (POST /rerank with documents), 'cohere' (POST /v1/rerank: Cohere, Jina, vLLM)",
+    )
     embedder_url: str | None = None
     remote_timeout_s: float = 60.0
 

@@ -82,10 +82,11 @@ def load_model(role: str, settings: Settings) -> Any:
         if url:
             from patentrank.models.remote import RemoteReranker
 
-            return RemoteReranker(url, remote_name, max_length=settings.max_length, **common)
-        from patentrank.models.reranker import Reranker
+            api = getattr(settings, "reranker_api", "vllm")
+            return RemoteReranker(url, remote_name, max_length=settings.max_length, api=api, **common)
+        from patentrank.models.cross_encoder import load_reranker  # Qwen3 yes/no or a cross-encoder
 
-        return Reranker.from_settings(settings)
+        return load_reranker(settings)
     if url:
         from patentrank.models.remote import RemoteEmbedder
 

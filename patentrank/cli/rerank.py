@@ -33,7 +33,7 @@ def rerank(
     dtype: Annotated[str | None, typer.Option(help="auto, float32 or bfloat16.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Rank documents by relevance to QUERY with Qwen3-Reranker (scores are P(yes) in 0..1).
+    """Rank documents by relevance to QUERY with Qwen3-Reranker or a cross-encoder (scores in 0..1).
 
     Example: patentrank rerank "图像去噪方法" "U-Net 去除图像噪声" "非局部均值滤波"
     """
@@ -59,9 +59,9 @@ def rerank(
     updates = {k: v for k, v in {"reranker_model": model, "device": device, "dtype": dtype}.items() if v}
     try:
         settings = settings.model_copy(update=updates)
-        from patentrank.models.reranker import Reranker
+        from patentrank.models.cross_encoder import load_reranker
 
-        reranker = Reranker.from_settings(settings)
+        reranker = load_reranker(settings)
         out = reranker.compute(query, docs, instruction)
     except PatentrankError as exc:
         fail(str(exc))

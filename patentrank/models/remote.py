@@ -18,6 +18,8 @@ from patentrank.models.embedder import QUERY_TEMPLATE
 from patentrank.models.prompt import ASSISTANT_SUFFIX, SYSTEM_PREFIX, document_part, query_part
 from patentrank.models.reranker import Ranking, RerankOutput, validate_request
 
+# Where each kind of rerank server listens; all but vLLM get plain (query, document) texts.
+RERANK_APIS = {"vllm": "/v1/rerank", "tei": "/rerank", "infinity": "/rerank", "cohere": "/v1/rerank"}
 _QUERY_BODY = re.compile(r"<Instruct>: (.*?)\n<Query>: (.*)\n", re.DOTALL)
 _DOCUMENT_HEAD = "<Document>: "
 
@@ -163,7 +165,9 @@ class RemoteReranker(Ranking):
     Prompts are formatted client-side (system prefix and instruction in the query, the assistant
     suffix after each document), which is what vLLM needs for correct Qwen3 scores and what a
     patentrank server recognises and scores exactly like its local path. Several base URLs give
-    failover: a connection error, timeout, 429 or 5xx moves on to the next one.
+    failover: a connection error, timeout, 429 or 5xx moves on to the next one. `api` 'tei',
+    'infinity' or 'cohere' sends plain texts instead, for a cross-encoder behind TEI (`POST /rerank`
+    {query, texts}), Infinity (`POST /rerank` {query, documents}) or any Cohere-style `/v1/rerank`.
 
     Example:
         >>> reranker = RemoteReranker("http://gpu1:8000,http://gpu2:8000", model="Qwen/Qwen3-Reranker-0.6B")
@@ -178,12 +182,17 @@ class RemoteReranker(Ranking):
         *,
         api_key: str | None = None,
         timeout_s: float = 60.0,
-        endpoint: str = "/v1/rerank",
+        endpoint: str | None = None,
         batch_size: int = 128,
         max_length: int = 8192,
+        api: str = "vllm",
     ) -> None:
+        if api not in RERANK_APIS:
+            raise InputError(f"reranker api must be one of {sorted(RERANK_APIS)}, not {api!r}", field="api")
+        endpoint = endpoint or RERANK_APIS[api]
         if endpoint not in ("/v1/rerank", "/rerank", "/score"):
             raise InputError("endpoint must be '/v1/rerank', '/rerank' or '/score'", field="endpoint")
+        self.api = api
         self.endpoints = _Endpoints(urls, "reranker", api_key, timeout_s)
         self.model = model
         self.model_name = model or self.endpoints.urls[0]
@@ -200,11 +209,12 @@ class RemoteReranker(Ranking):
     ) -> list[RemotePair]:
         """The formatted texts of each pair; `score_encoded` sends them."""
         validate_request(query, documents)
-        formatted_query = format_query(query, instruction)
+        plain = self.api != "vllm"  # a cross-encoder server: bare texts, no instruction slot
+        formatted_query = query if plain else format_query(query, instruction)
         return [
             RemotePair(
                 formatted_query,
-                format_document(doc),
+                doc if plain else format_document(doc),
                 _estimate_tokens(formatted_query) + _estimate_tokens(doc) + 10,
                 max_tokens_per_doc,
             )
@@ -217,14 +227,16 @@ class RemoteReranker(Ranking):
         payload: dict[str, Any] = {"model": self.model} if self.model else {}
         if self.endpoint == "/score":
             payload |= {"text_1": query_text, "text_2": documents}
+        elif self.api == "tei":  # TEI's own truncation to the model length instead of a 413
+            payload = {"query": query_text, "texts": documents, "truncate": True, "raw_scores": False}
         else:
             payload |= {"query": query_text, "documents": documents}
-        if max_tokens_per_doc is not None:
+        if max_tokens_per_doc is not None and self.api != "tei":
             payload["max_tokens_per_doc"] = max_tokens_per_doc
         body = self.endpoints.post(self.endpoint, payload)
-        rows = (
-            body.get("data" if self.endpoint == "/score" else "results") if isinstance(body, dict) else None
-        )
+        rows = body if isinstance(body, list) else None  # TEI answers a bare list
+        if isinstance(body, dict):
+            rows = body.get("data" if self.endpoint == "/score" else "results")
         scores = np.full(len(documents), np.nan)
         for row in rows or []:
             index = row.get("index")
