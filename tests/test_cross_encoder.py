@@ -245,7 +245,13 @@ def test_http_rerank_apis_give_crossencoder_scores(models, upstream: str) -> Non
         [r["score"] for r in sorted(tei, key=lambda r: r["index"])], want, atol=TOLERANCE
     )
     health = httpx.get(upstream + "/health", timeout=10).json()
-    assert health["models"]["reranker"] == {"ready": True, "model": "xlmr", "backend": "local", "error": None}
+    reranker = health["models"]["reranker"]
+    assert (reranker["ready"], reranker["model"], reranker["backend"], reranker["error"]) == (
+        True,
+        "xlmr",
+        "local",
+        None,
+    )
 
 
 @pytest.mark.parametrize("api", ["tei", "infinity", "cohere"])
@@ -344,3 +350,25 @@ def test_cli_rerank_with_a_cross_encoder_and_an_unsupported_model(models, tmp_pa
     )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "is a BertModel" in done.stderr
+
+
+def test_search_reranks_with_the_cross_encoder(models, xlmr, tmp_path: Path) -> None:
+    from patentrank.corpus import load_patents, sample_corpus_path
+    from patentrank.index.patent_index import PatentIndex
+    from patentrank.runtime import engine_pipeline
+    from patentrank.server.routes_search import router as search_router
+
+    settings = ServerSettings(cache_size=1000, rerank_candidates=10)
+    index = PatentIndex(tmp_path / "ix", embedder=None)
+    index.add(load_patents(sample_corpus_path()))
+    engine = Engine(reranker=xlmr, settings=settings)
+    engine.pipeline = engine_pipeline(engine, index)
+    query = "battery cooling plate"
+    with serve_in_thread(create_app(engine, settings, routers=[search_router])) as url:
+        body = httpx.post(f"{url}/v1/search", json={"query": query, "top_n": 5}, timeout=120).json()
+    assert body["stages"]["rerank"]["ran"] and body["stages"]["lexical"]["ran"]
+    results = body["results"]
+    assert len(results) == 5
+    want = crossencoder_scores(models["xlmr"], query, [r["best_passage"]["text"] for r in results])
+    np.testing.assert_allclose([r["score"] for r in results], want, atol=TOLERANCE, rtol=0)
+    index.close()
