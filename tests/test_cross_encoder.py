@@ -372,3 +372,26 @@ def test_search_reranks_with_the_cross_encoder(models, xlmr, tmp_path: Path) -> 
     want = crossencoder_scores(models["xlmr"], query, [r["best_passage"]["text"] for r in results])
     np.testing.assert_allclose([r["score"] for r in results], want, atol=TOLERANCE, rtol=0)
     index.close()
+
+
+def test_a_hub_id_loads_offline_from_the_hugging_face_cache(models, tmp_path: Path) -> None:
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--cross-encoder--tiny-bert"
+    shutil.copytree(models["bert"], repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    command = [sys.executable, "-m", "patentrank", "rerank", "--device", "cpu", "--json"]
+    done = subprocess.run(
+        [*command, "--model", "cross-encoder/tiny-bert", QUERY, *DOCS[:3]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["model"] == "cross-encoder/tiny-bert"
+    got = {r["index"]: r["relevance_score"] for r in answer["results"]}
+    want = crossencoder_scores(models["bert"], QUERY, DOCS[:3])
+    np.testing.assert_allclose([got[i] for i in range(3)], want, atol=TOLERANCE, rtol=0)
