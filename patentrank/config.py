@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     reranker_model: str = DEFAULT_RERANKER
     embedder_model: str = DEFAULT_EMBEDDER
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "bfloat16-mixed", "float16", "int8"] = Field(
+        "auto",
+        description="auto: bf16 matmuls with a float32 residual stream on CPUs with AVX-512 BF16 / AMX, "
+        "bf16 on CUDA, else float32; int8: the reranker on ONNX Runtime (the `int8` extra)",
+    )
     max_length: int = Field(8192, ge=64, description="Reranker prompt length limit in tokens")
     embedder_max_length: int = Field(8192, ge=16)
     embedding_dim: int | None = Field(None, ge=32, description="MRL output size; None = model's full size")

@@ -358,10 +358,12 @@ class Engine:
         backend = None
         if model is not None:
             backend = "remote" if type(model).__name__.startswith("Remote") else "local"
+        precision = getattr(model, "precision", None)  # in-process models: the dtype `auto` chose and why
         return {
             "ready": model is not None,
             "model": served_name(model.model_name) if model is not None else None,
             "backend": backend,
+            **(precision.describe() if precision is not None else {}),
             "error": None if model is not None else self.load_errors.get(role),
         }
 

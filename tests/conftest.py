@@ -11,6 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests compare in-process scores with float32 references: keep `dtype=auto` float32 on every CPU
+# (auto picks bf16 matmuls where the CPU has AVX-512 BF16 / AMX); test_precision forces detection itself.
+os.environ.setdefault("PATENTRANK_CPU_BF16", "0")
 
 from patentrank.testing import build_random_qwen3, find_shared_dir
 

@@ -30,7 +30,7 @@ def rerank(
     instruction: Annotated[str | None, typer.Option(help="Task instruction, best in English.")] = None,
     top_n: Annotated[int | None, typer.Option("--top-n", min=1, help="Show only the best N.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="auto, float32 or bfloat16.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16(-mixed), int8.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Rank documents by relevance to QUERY with Qwen3-Reranker or a cross-encoder (scores in 0..1).

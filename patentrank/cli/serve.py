@@ -34,7 +34,7 @@ def serve(
         str | None, typer.Option(help="Use a remote OpenAI-compatible embeddings server (comma-separated).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="auto, float32 or bfloat16.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16(-mixed), int8.")] = None,
     no_batching: Annotated[
         bool, typer.Option("--no-batching", help="Run requests one at a time (for comparison only).")
     ] = False,

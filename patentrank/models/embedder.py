@@ -10,7 +10,8 @@ import torch
 
 from patentrank.config import DEFAULT_EMBEDDER, DEFAULT_INSTRUCTION
 from patentrank.errors import InputError, ModelLoadError
-from patentrank.models.loading import load_pretrained, locate_model, resolve_device, resolve_dtype
+from patentrank.models.loading import load_pretrained, locate_model, resolve_device, resolve_precision
+from patentrank.models.precision import apply_plan, embedder_plan
 
 ENDOFTEXT = "<|endoftext|>"
 # The prompt names sentence-transformers' `encode_document` tries, in its order.
@@ -93,7 +94,8 @@ class Embedder:
             raise InputError("batch_size must be at least 1", field="batch_size")
         self.model_name = model
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.precision = embedder_plan(resolve_precision(dtype, self.device), self.device)
+        self.dtype = self.precision.load_dtype
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens or (65536 if self.device.type == "cuda" else 16384)
         self.instruction = instruction
@@ -110,6 +112,7 @@ class Embedder:
         except Exception as exc:  # every loader failure reaches the user as one line
             raise ModelLoadError(f"could not load embedder model {model!r}: {_first_line(exc)}") from exc
         self.st.eval()
+        apply_plan(self.st, self.precision)
         self.tokenizer = self.st.tokenizer
         self.max_length = int(self.st.max_seq_length or max_length)
         full_dim = self.st.get_embedding_dimension()

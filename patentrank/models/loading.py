@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 import torch
 
 from patentrank.errors import ModelLoadError
+from patentrank.models import precision
+from patentrank.models.precision import PrecisionPlan, plan_precision
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -25,35 +27,43 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """float32 by default on CPU (exact), bfloat16 on CUDA; float16 is refused on CPU (very slow)."""
-    if isinstance(dtype, torch.dtype):
-        resolved = dtype
-    elif dtype in (None, "auto"):
-        resolved = torch.bfloat16 if device.type == "cuda" else torch.float32
-    elif dtype in _DTYPES:
-        resolved = _DTYPES[dtype]
-    else:
-        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, float32, bfloat16, float16")
-    if resolved == torch.float16 and device.type == "cpu":
+def resolve_precision(dtype: str | torch.dtype | None, device: torch.device) -> PrecisionPlan:
+    """The precision plan for `dtype` on `device` (see models/precision.py for what `auto` picks and why).
+
+    float16 is refused on CPU (very slow); int8 needs a CPU and ONNX Runtime; bfloat16 on a CPU without
+    native bf16 is allowed (explicit wins) but warned about.
+
+    Example:
+        >>> resolve_precision("float32", torch.device("cpu")).name
+        'float32'
+    """
+    if not isinstance(dtype, torch.dtype) and dtype not in (None, "auto", *_DTYPES, "bfloat16-mixed", "int8"):
+        raise ModelLoadError(
+            f"unknown dtype {dtype!r}; use one of auto, float32, bfloat16, bfloat16-mixed, float16, int8"
+        )
+    plan = plan_precision(dtype, device)
+    if plan.backend == "onnx-int8" and device.type != "cpu":
+        raise ModelLoadError("dtype int8 runs on CPU (ONNX Runtime); on a GPU use --dtype bfloat16 or auto")
+    if plan.load_dtype == torch.float16 and device.type == "cpu":
         raise ModelLoadError("float16 on CPU is about 50x slower than bfloat16; use --dtype bfloat16")
-    if resolved == torch.bfloat16 and device.type == "cpu" and not cpu_has_fast_bf16():
+    bf16_matmuls = plan.load_dtype == torch.bfloat16 or plan.mixed_bf16
+    if bf16_matmuls and device.type == "cpu" and not cpu_has_fast_bf16():
         # Measured here: bf16 GEMM 8x slower than float32 on an AVX2-only CPU (docs/benchmarks.md).
         logging.getLogger("patentrank").warning(
             "this CPU has no native bfloat16 (%s): bfloat16 will be several times slower than float32",
             torch.backends.cpu.get_cpu_capability(),
         )
-    return resolved
+    return plan
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The dtype to load weights in: `resolve_precision(...).load_dtype` (float32 for mixed bf16 and int8)."""
+    return resolve_precision(dtype, device).load_dtype
 
 
 def cpu_has_fast_bf16() -> bool:
-    """Whether the CPU has native bf16 instructions (AVX-512 BF16 or AMX), read from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as info:
-            flags = next((line for line in info if line.startswith("flags")), "")
-    except OSError:
-        return torch.backends.cpu.get_cpu_capability() == "AVX512"
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    """Whether the CPU has native bf16 instructions (AVX-512 BF16 or AMX), as torch reports them."""
+    return precision.cpu_bf16_isa() is not None  # looked up at call time, so tests can force it
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:

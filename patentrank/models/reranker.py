@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from patentrank.config import DEFAULT_RERANKER
 from patentrank.errors import InputError, ModelLoadError
-from patentrank.models.loading import load_pretrained, resolve_device, resolve_dtype
+from patentrank.models.loading import load_pretrained, resolve_device, resolve_precision
+from patentrank.models.precision import apply_plan
 from patentrank.models.prompt import EncodedPair, Qwen3Prompt
 from patentrank.models.scorer import YesNoScorer
+
+if TYPE_CHECKING:
+    from patentrank.models.onnx_int8 import OnnxYesNoScorer
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,8 @@ class Reranker(Ranking):
 
         self.model_name = model
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.precision = resolve_precision(dtype, self.device)  # .describe(): what /health reports
+        self.dtype = self.precision.load_dtype
         if num_threads:
             torch.set_num_threads(num_threads)
         config = load_pretrained(AutoConfig, model, "reranker")
@@ -126,14 +132,25 @@ class Reranker(Ranking):
             raise ModelLoadError(
                 f"reranker model {model!r} has no 'yes'/'no'/'<|im_end|>' tokens: not a Qwen3-style reranker"
             )
-        lm = load_pretrained(AutoModelForCausalLM, model, "reranker", dtype=self.dtype)
-        lm.to(self.device).eval()
         pad_id = self.tokenizer.pad_token_id
         if batch_tokens is None:
             batch_tokens = 65536 if self.device.type == "cuda" else 8192
-        self.scorer = YesNoScorer(
-            lm, yes_id, no_id, pad_id if pad_id is not None else 0, batch_tokens, max_batch_size
-        )
+        self.scorer: YesNoScorer | OnnxYesNoScorer
+        if self.precision.backend == "onnx-int8":
+            from patentrank.models.onnx_int8 import load_int8_scorer
+
+            self.scorer = load_int8_scorer(
+                model, yes_id, no_id, pad_id if pad_id is not None else 0, batch_tokens, max_batch_size,
+                num_threads or torch.get_num_threads(),
+            )  # fmt: skip
+            share_prefix = False  # the exported graph has no KV-cache input
+        else:
+            lm = load_pretrained(AutoModelForCausalLM, model, "reranker", dtype=self.dtype)
+            apply_plan(lm, self.precision)
+            lm.to(self.device).eval()
+            self.scorer = YesNoScorer(
+                lm, yes_id, no_id, pad_id if pad_id is not None else 0, batch_tokens, max_batch_size
+            )
         self.prompt = Qwen3Prompt(self.tokenizer, max_length=max_length)
         self.max_length = max_length
         self.config = config
