@@ -132,3 +132,14 @@ def test_health_reports_int8(int8: Reranker) -> None:
 
     health = Engine(reranker=int8, settings=Settings(cache_size=0)).health()["models"]["reranker"]
     assert health["dtype"] == "int8" and "ONNX Runtime" in health["dtype_reason"]
+
+
+def test_cpus_without_vnni_get_their_own_seven_bit_export(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(onnx_int8, "cpu_has_vnni", lambda: True)
+    vnni = onnx_int8.export_options()
+    monkeypatch.setattr(onnx_int8, "cpu_has_vnni", lambda: False)  # an AVX2-only CPU (e.g. older AMD EPYC)
+    avx2 = onnx_int8.export_options()
+    assert (vnni["reduce_range"], avx2["reduce_range"]) == (False, True)
+    assert onnx_int8.weights_key(model_dir, vnni) != onnx_int8.weights_key(model_dir, avx2)

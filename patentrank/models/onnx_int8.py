@@ -4,7 +4,8 @@ The torch model is exported once to an ONNX graph that takes right-padded token 
 last real position and returns l_yes - l_no there (the same float32 yes-minus-no head as
 `YesNoScorer`; no 151,669-way output layer), then quantized with ONNX Runtime's dynamic INT8
 quantization: MatMul weights int8 per output channel, activations quantized per batch at run time
-(u8 x s8, which MLAS runs with VNNI where the CPU has it and with AVX2 elsewhere, Intel or AMD).
+(u8 x s8, which MLAS runs with VNNI where the CPU has it and with AVX2 elsewhere, Intel or AMD; without
+VNNI the weights use 7 bits, as ONNX Runtime advises against AVX2's int16 saturation).
 Embeddings, norms, attention softmax and the head stay float32.
 
 The exported model is cached in `<model folder>.onnx-int8/<key>/` next to the source folder, or, where
@@ -34,8 +35,6 @@ from patentrank.models.scorer import plan_batches
 
 # Bump when the graph or the quantization recipe changes: old exports are then not reused.
 EXPORT_VERSION = 1
-EXPORT_OPTIONS = {"version": EXPORT_VERSION, "weights": "int8-per-channel", "activations": "uint8-dynamic",
-                  "reduce_range": False, "quantized_ops": ["MatMul"]}  # fmt: skip
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 MODEL_FILE = "reranker-int8.onnx"
 log = logging.getLogger("patentrank")
@@ -53,6 +52,26 @@ def require_runtime() -> Any:
     return onnxruntime
 
 
+def cpu_has_vnni() -> bool:
+    """AVX-512 VNNI or AVX-VNNI: u8 x s8 dot products without the int16 saturation of AVX2's vpmaddubsw."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def export_options() -> dict[str, Any]:
+    """The quantization recipe for this CPU (part of the cache key, so machines sharing a folder differ).
+
+    Without VNNI, MLAS multiplies u8 x s8 with AVX2's vpmaddubsw, whose int16 sums can saturate;
+    ONNX Runtime's advice for such CPUs is 7-bit weights (`reduce_range`), used here.
+    """
+    return {"version": EXPORT_VERSION, "weights": "int8-per-channel", "activations": "uint8-dynamic",
+            "reduce_range": not cpu_has_vnni(), "quantized_ops": ["MatMul"]}  # fmt: skip
+
+
 def weights_key(folder: Path, options: dict[str, Any] | None = None) -> str:
     """A hash of the folder's config, weight files (their bytes) and the export options.
 
@@ -61,7 +80,7 @@ def weights_key(folder: Path, options: dict[str, Any] | None = None) -> str:
         >>> a = weights_key(d); _ = (d / "model.safetensors").write_bytes(b"w"); a == weights_key(d)
         False
     """
-    digest = hashlib.sha256(json.dumps(options or EXPORT_OPTIONS, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(options or export_options(), sort_keys=True).encode())
     files = [folder / "config.json", *sorted(p for p in folder.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))]
     for path in files:
         digest.update(path.name.encode() + b"\0")
@@ -99,7 +118,7 @@ def source_folder(model: str) -> Path:
     return Path(snapshot_download(model, local_files_only=True))
 
 
-def export_reranker(source: Path, out: Path, yes_id: int, no_id: int) -> None:
+def export_reranker(source: Path, out: Path, yes_id: int, no_id: int, options: dict[str, Any]) -> None:
     """Export `source` (a causal-LM reranker folder) to `out/MODEL_FILE`, INT8-quantized (see module doc)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForCausalLM
@@ -124,10 +143,10 @@ def export_reranker(source: Path, out: Path, yes_id: int, no_id: int) -> None:
         staged.mkdir()
         quantize_dynamic(
             fp32_path, staged / MODEL_FILE, weight_type=QuantType.QInt8, per_channel=True,
-            reduce_range=bool(EXPORT_OPTIONS["reduce_range"]), op_types_to_quantize=["MatMul"],
+            reduce_range=bool(options["reduce_range"]), op_types_to_quantize=["MatMul"],
             use_external_data_format=True,
         )  # fmt: skip
-        (staged / "export.json").write_text(json.dumps({"source": str(source), **EXPORT_OPTIONS}, indent=1))
+        (staged / "export.json").write_text(json.dumps({"source": str(source), **options}, indent=1))
         shutil.rmtree(out, ignore_errors=True)
         staged.rename(out)  # whole folder at once: a crash mid-export leaves no half-written cache
 
@@ -196,14 +215,15 @@ def load_int8_scorer(
     """The INT8 scorer of `model`, exporting it first unless a matching export is cached."""
     ort = require_runtime()
     source = source_folder(model)
-    folder = cache_folder(source, weights_key(source))
+    options = export_options()
+    folder = cache_folder(source, weights_key(source, options))
     exported = False
     if not (folder / MODEL_FILE).is_file():
         started = time.perf_counter()
         log.warning("exporting %s to INT8 ONNX in %s (once; minutes for a 0.6B model)", model, folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         try:
-            export_reranker(source, folder, yes_id, no_id)
+            export_reranker(source, folder, yes_id, no_id, options)
         except ModelLoadError:
             raise
         except Exception as exc:  # any exporter failure reaches the user as one line
