@@ -11,9 +11,17 @@ from typing import Any, Literal
 import numpy as np
 
 from patentrank.errors import InputError
+from patentrank.fusion import (
+    DEFAULT_DENSE_WEIGHT,
+    DEFAULT_FUSION,
+    DEFAULT_LEXICAL_WEIGHT,
+    DEFAULT_RRF_K,
+    FUSION_METHODS,
+    fuse_scores,
+)
 from patentrank.index.filters import SearchFilter
 from patentrank.index.patent_index import PatentIndex
-from patentrank.text import highlight_terms
+from patentrank.text import analyze, highlight_terms
 
 Mode = Literal["lexical", "dense", "hybrid"]
 RerankFn = Callable[[str, list[str], str | None], list[float]]
@@ -41,9 +49,10 @@ class SearchRequest:
     candidates: int = 50  # passages sent to the reranker
     retrieve_k: int = 200  # passages taken from each retriever
     passages_per_patent: int = 3  # at most this many of one patent's passages are reranked
-    lexical_weight: float = 1.0
-    dense_weight: float = 1.0
-    rrf_k: int = 60
+    fusion: str = DEFAULT_FUSION  # "score" (normalised scores) or "rrf": patentrank/fusion.py
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
+    dense_weight: float = DEFAULT_DENSE_WEIGHT
+    rrf_k: int = DEFAULT_RRF_K  # used by fusion="rrf" only
     instruction: str | None = None
     min_score: float | None = None
     highlight: bool = True  # mark matching terms in each best passage (costs an analysis per result)
@@ -53,6 +62,8 @@ class SearchRequest:
             raise InputError("query must be a non-empty string (or give patent_id)", field="query")
         if self.mode not in ("lexical", "dense", "hybrid"):
             raise InputError("mode must be one of lexical, dense, hybrid", field="mode")
+        if self.fusion not in FUSION_METHODS:
+            raise InputError(f"fusion must be one of {', '.join(FUSION_METHODS)}", field="fusion")
         for name, low, high in (
             ("top_n", 1, MAX_TOP_N),
             ("candidates", 1, MAX_CANDIDATES),
@@ -123,6 +134,12 @@ class SearchResponse:
         return asdict(self)
 
 
+class LexicalHits(list[tuple[int, float]]):
+    """The lexical list, carrying the best score any passage could have had (fusion's normaliser)."""
+
+    bound: float = 0.0
+
+
 class SearchPipeline:
     """Hybrid retrieval over a `PatentIndex`, then reranking; works with any stage missing.
 
@@ -172,9 +189,12 @@ class SearchPipeline:
 
     # ------------------------------------------------------------ stages
 
-    def _lexical(self, req: SearchRequest) -> list[tuple[int, float]]:
+    def _lexical(self, req: SearchRequest) -> LexicalHits:
         flt = None if req.filter.is_empty() else req.filter  # evaluated inside the lexical engine's query
-        return self.index.lexical.search(req.query, req.retrieve_k, flt)
+        tokens = analyze(req.query)
+        hits = LexicalHits(self.index.lexical.search_tokens(tokens, req.retrieve_k, flt))
+        hits.bound = self.index.lexical.best_possible_score(tokens) if hits else 0.0
+        return hits
 
     def _dense(self, req: SearchRequest, instruction: str | None) -> list[tuple[int, float]]:
         assert self.embed_query is not None and self.index.vectors is not None
@@ -219,15 +239,23 @@ class SearchPipeline:
         )
 
     def _fuse(self, req: SearchRequest, lists: dict[str, list[tuple[int, float]]]) -> list[PassageHit]:
-        """Reciprocal-rank fusion: sum of weight / (rrf_k + rank) over the retrievers that found it."""
-        weights = {"lexical": req.lexical_weight, "dense": req.dense_weight}
+        """One first-stage order: the request's fusion of the retrievers' lists (patentrank/fusion.py)."""
         hits: dict[int, PassageHit] = {}
         for name, ranked in lists.items():
             for rank, (pid, score) in enumerate(ranked, 1):
                 hit = hits.setdefault(pid, PassageHit(pid, "", "", ""))
                 setattr(hit, f"{name}_score", float(score))
                 setattr(hit, f"{name}_rank", rank)
-                hit.fused_score += weights[name] / (req.rrf_k + rank) if len(lists) > 1 else float(score)
+        fused = fuse_scores(
+            lists,
+            method=req.fusion,
+            lexical_weight=req.lexical_weight,
+            dense_weight=req.dense_weight,
+            rrf_k=req.rrf_k,
+            lexical_bound=getattr(lists.get("lexical"), "bound", None),
+        )
+        for pid, score in fused.items():
+            hits[pid].fused_score = score
         ordered = sorted(hits.values(), key=lambda h: (-h.fused_score, h.passage_id))
         for rank, hit in enumerate(ordered, 1):
             hit.first_stage_rank = rank

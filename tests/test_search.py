@@ -68,8 +68,33 @@ def test_lexical_only_finds_the_exact_title_first(pipeline: SearchPipeline) -> N
     assert any(term in "".join(marked) for term in ("去噪", "图像", "深度学习"))
 
 
+def test_score_fusion_in_the_pipeline_matches_the_formula(pipeline: SearchPipeline) -> None:
+    from patentrank.text import analyze
+
+    query = "battery thermal management"
+    response = pipeline.search(SearchRequest(query, rerank=False, top_n=50, retrieve_k=30))
+    bound = pipeline.index.lexical.best_possible_score(analyze(query))
+    floor = min(score for _, score in pipeline._dense(SearchRequest(query, retrieve_k=30), None))
+    assert bound > 0
+    for r in response.results:
+        hit = r.best_passage
+        lexical = 0.6 * hit.lexical_score / bound if hit.lexical_score is not None else 0.0
+        dense = 0.4 * (hit.dense_score - floor) / (1 - floor) if hit.dense_score is not None else 0.0
+        assert hit.fused_score == pytest.approx(lexical + dense)
+    fused = [r.best_passage.fused_score for r in response.results]
+    assert fused == sorted(fused, reverse=True)
+
+
 def test_rrf_fusion_matches_the_formula(pipeline: SearchPipeline) -> None:
-    req = SearchRequest("battery thermal management", rerank=False, top_n=50, retrieve_k=30)
+    req = SearchRequest(
+        "battery thermal management",
+        rerank=False,
+        top_n=50,
+        retrieve_k=30,
+        fusion="rrf",
+        lexical_weight=1.0,
+        dense_weight=1.0,
+    )
     response = pipeline.search(req)
     for r in response.results:
         hit = r.best_passage

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections import Counter
@@ -267,6 +268,22 @@ class LexicalIndex:
             (int(pid), float(score) / _TANTIVY_SCALE) for (score, _), pid in zip(hits, pids, strict=True)
         ]
         return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+
+    def best_possible_score(self, tokens: Sequence[str]) -> float:
+        """The BM25 score no passage can exceed for this analysed query: the sum of each query term's
+        idf (times its repeats), since one term adds at most idf * (k1 + 1) / (k1 + 1) however often it
+        occurs. A query whose terms the index lacks (Chinese words in an English index) gets a large
+        bound and so a small normalised score: fusion reads score / bound as lexical confidence."""
+        counts = Counter(t for t in tokens if len(t.encode()) <= MAX_TOKEN_BYTES)
+        if not counts:
+            return 0.0
+        searcher = self._index.searcher()
+        total = max(int(searcher.num_docs), 1)
+        bound = 0.0
+        for token, repeats in counts.items():
+            df = int(searcher.doc_freq("tokens", token))
+            bound += repeats * math.log(1.0 + (total - df + 0.5) / (df + 0.5))
+        return bound
 
     # ----- introspection -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from patentrank.corpus import patent_from_record
 from patentrank.engine import Engine
 from patentrank.errors import InputError
+from patentrank.fusion import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, DEFAULT_RRF_K
 from patentrank.index.filters import SearchFilter
 from patentrank.patent_ids import MAX_PATENT_ID_LENGTH, PATENT_ID_PATTERN, patent_id_problem
 from patentrank.search import MAX_CANDIDATES, MAX_TOP_N, SearchRequest
@@ -60,8 +61,14 @@ class SearchBody(BaseModel):
     rerank: bool = True
     candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="Passages reranked")
     retrieve_k: int = Field(200, ge=1, le=10_000, description="Passages taken from each retriever")
-    lexical_weight: float = Field(1.0, ge=0)
-    dense_weight: float = Field(1.0, ge=0)
+    fusion: Literal["score", "rrf"] = Field(
+        DEFAULT_FUSION,
+        description="How the lexical and dense lists combine: 'score' (weighted normalised scores, the "
+        "default) or 'rrf' (reciprocal-rank fusion); see docs/evaluation.md",
+    )
+    lexical_weight: float = Field(DEFAULT_LEXICAL_WEIGHT, ge=0)
+    dense_weight: float = Field(DEFAULT_DENSE_WEIGHT, ge=0)
+    rrf_k: int = Field(DEFAULT_RRF_K, ge=1, le=10_000, description="RRF's k (fusion 'rrf' only)")
     instruction: str | None = Field(None, max_length=2_000)
     min_score: float | None = Field(None, ge=0, le=1)
     highlight: bool = True
@@ -102,8 +109,10 @@ async def search(body: SearchBody, request: Request) -> Response:
         rerank=body.rerank,
         candidates=body.candidates or settings.rerank_candidates,
         retrieve_k=body.retrieve_k,
+        fusion=body.fusion,
         lexical_weight=body.lexical_weight,
         dense_weight=body.dense_weight,
+        rrf_k=body.rrf_k,
         instruction=body.instruction,
         min_score=body.min_score,
         highlight=body.highlight,
