@@ -72,11 +72,13 @@ def run_stage(
     k: int = 100,
     candidates: int = 20,
     progress: bool = True,
+    collapse: bool = False,
 ) -> tuple[dict[str, dict[str, float]], float]:
     """The run (query id -> patent id -> score) of one stage, and its mean latency in ms per query.
 
     Scores are derived from the final rank, because reranked and non-reranked results carry scores
     on different scales; the metrics only need the order.
+    `collapse` is off by default: the collections judge twin publications as documents of their own.
     """
     request_args = dict(STAGE_REQUESTS[stage])
     if stage == "rerank" and pipeline.embed_query is None:
@@ -90,6 +92,7 @@ def run_stage(
             retrieve_k=max(3 * k, 300),
             candidates=candidates,
             highlight=False,
+            collapse=collapse,
             **request_args,
         )
         response = pipeline.search(request)
@@ -109,6 +112,7 @@ def evaluate_pipeline(
     rerank_queries: int | None = None,
     progress: bool = True,
     on_stage: Callable[[str], None] | None = None,
+    collapse: bool = False,
 ) -> EvalReport:
     """Every requested stage that can run, scored per language; `rerank_queries` limits the (slow)
     rerank stage to the first N queries, scored against their own judgments only."""
@@ -127,7 +131,9 @@ def evaluate_pipeline(
         queries = judged
         if stage == "rerank" and rerank_queries:
             queries = judged[:rerank_queries]
-        run, ms = run_stage(pipeline, queries, stage, k=k, candidates=candidates, progress=progress)
+        run, ms = run_stage(
+            pipeline, queries, stage, k=k, candidates=candidates, progress=progress, collapse=collapse
+        )
         qrels = {q["id"]: collection.qrels[q["id"]] for q in queries}
         name = stage if len(queries) == len(judged) else f"{stage} (first {len(queries)} queries)"
         report.results[name] = evaluate_run(run, qrels, langs)

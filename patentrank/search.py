@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from patentrank.errors import InputError
+from patentrank.families import Collapsed, FamilyMember, Group, Identity, collapse, fill_page
 from patentrank.fusion import (
     DEFAULT_DENSE_WEIGHT,
     DEFAULT_FUSION,
@@ -30,6 +31,7 @@ EmbedQueryFn = Callable[[str, str | None], np.ndarray]
 _PUBLICATION_NUMBER = re.compile(r"^[A-Z]{2}\d{4,}[A-Z]?\d?$")
 MAX_TOP_N = 1000
 MAX_CANDIDATES = 1000
+MAX_RETRIEVE_K = 10_000  # also how far collapsing widens retrieval to keep a page full
 
 
 @dataclass
@@ -56,6 +58,7 @@ class SearchRequest:
     instruction: str | None = None
     min_score: float | None = None
     highlight: bool = True  # mark matching terms in each best passage (costs an analysis per result)
+    collapse: bool = True  # one result per invention (patentrank.families); top_n counts kept results
 
     def validate(self) -> None:
         if not (self.query or "").strip() and not self.patent_id:
@@ -74,8 +77,9 @@ class SearchRequest:
             value = getattr(self, name)
             if not isinstance(value, int) or not low <= value <= high:
                 raise InputError(f"{name} must be an integer from {low} to {high}", field=name)
-        if self.lexical_weight < 0 or self.dense_weight < 0:
-            raise InputError("weights must be >= 0", field="lexical_weight")
+        for name in ("lexical_weight", "dense_weight"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0", field=name)
         if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
             raise InputError("min_score must be between 0 and 1", field="min_score")
 
@@ -116,6 +120,7 @@ class PatentResult:
     rank_before_rerank: int
     reranked: bool
     score: float  # the rerank score when reranked, else the first-stage score
+    family_members: list[FamilyMember] = field(default_factory=list)  # collapsed into this one
 
 
 @dataclass
@@ -129,6 +134,7 @@ class SearchResponse:
     by_patent: str | None = None
     applied_filter: dict[str, Any] = field(default_factory=dict)
     took_ms: float = 0.0
+    collapse: dict[str, Any] = field(default_factory=dict)  # on?, results collapsed, query twins left out
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -215,19 +221,25 @@ class SearchPipeline:
             reason = self.unavailable.get("dense", "no embedder is configured")
             stages["dense"] = {"ran": False, "reason": reason}
             want_dense, want_lexical = False, True  # degrade to what works, and say so
-        lists: dict[str, list[tuple[int, float]]] = {}
-        if want_lexical:
-            t = time.perf_counter()
-            lists["lexical"] = self._lexical(req)
-            stages["lexical"] = {"ran": True, "ms": _ms(t), "hits": len(lists["lexical"])}
-        if want_dense:
-            t = time.perf_counter()
-            lists["dense"] = self._dense(req, instruction)
-            stages["dense"] = {"ran": True, "ms": _ms(t), "hits": len(lists["dense"])}
-        hits = self._fuse(req, lists)
-        self._attach_heads(hits)
+        wanted = [name for name, on in (("lexical", want_lexical), ("dense", want_dense)) if on]
+        docstore = self.index.docstore
+        own = docstore.get_identities([by_patent]).get(by_patent) if by_patent and req.collapse else None
+        retrieve_k, identities = req.retrieve_k, None
+        while True:  # once, unless collapsing leaves too few inventions to fill the page
+            lists = self._retrieve(replace(req, retrieve_k=retrieve_k), instruction, wanted, stages)
+            hits = self._fuse(req, lists)
+            self._attach_heads(hits)
+            if not req.collapse:
+                break
+            identities = docstore.get_identities(dict.fromkeys(h.patent_id for h in hits))
+            inventions = len(collapse(list(identities), identities, exclude=own).groups)
+            truncated = any(len(found) >= retrieve_k for found in lists.values())
+            shortened = inventions < min(req.top_n, len(identities))  # by collapsing, not by retrieval
+            if not shortened or not truncated or retrieve_k >= MAX_RETRIEVE_K:
+                break
+            retrieve_k = min(2 * retrieve_k, MAX_RETRIEVE_K)
         reranked = self._rerank(req, hits, instruction, stages)
-        results = self._aggregate(req, hits, reranked)
+        results, collapsed = self._aggregate(req, hits, reranked, identities, own)
         return SearchResponse(
             results=results,
             stages=stages,
@@ -236,7 +248,23 @@ class SearchPipeline:
             by_patent=by_patent,
             applied_filter=asdict(req.filter),
             took_ms=_ms(start),
+            collapse={
+                "on": req.collapse,
+                "collapsed": sum(len(r.family_members) for r in results),
+                "excluded_twins_of_query": [{"patent_id": p, "reason": why} for p, why in collapsed.excluded],
+                "retrieve_k": retrieve_k,
+            },
         )
+
+    def _retrieve(
+        self, req: SearchRequest, instruction: str | None, wanted: list[str], stages: dict[str, Any]
+    ) -> dict[str, list[tuple[int, float]]]:
+        lists: dict[str, list[tuple[int, float]]] = {}
+        for name in wanted:
+            t = time.perf_counter()
+            lists[name] = self._lexical(req) if name == "lexical" else self._dense(req, instruction)
+            stages[name] = {"ran": True, "ms": _ms(t), "hits": len(lists[name])}
+        return lists
 
     def _fuse(self, req: SearchRequest, lists: dict[str, list[tuple[int, float]]]) -> list[PassageHit]:
         """One first-stage order: the request's fusion of the retrievers' lists (patentrank/fusion.py)."""
@@ -309,31 +337,42 @@ class SearchPipeline:
         return chosen
 
     def _aggregate(
-        self, req: SearchRequest, hits: list[PassageHit], reranked: list[PassageHit]
-    ) -> list[PatentResult]:
-        """Best passage per patent: reranked patents by rerank score, then the rest by first stage."""
-        first_rank: dict[str, int] = {}
-        for hit in hits:
-            first_rank.setdefault(hit.patent_id, len(first_rank) + 1)
+        self,
+        req: SearchRequest,
+        hits: list[PassageHit],
+        reranked: list[PassageHit],
+        identities: dict[str, Identity] | None,
+        own: Identity | None,
+    ) -> tuple[list[PatentResult], Collapsed]:
+        """Best passage per patent: reranked patents by rerank score, then the rest by first stage;
+        then one result per invention when collapsing, and the first `top_n` still stored."""
         best: dict[str, PassageHit] = {}
         for hit in sorted(reranked, key=lambda h: -(h.rerank_score or 0.0)):
             best.setdefault(hit.patent_id, hit)
         ranked = sorted(best.values(), key=lambda h: (-(h.rerank_score or 0.0), h.first_stage_rank))
         if req.min_score is not None and reranked:
             ranked = [h for h in ranked if (h.rerank_score or 0.0) >= req.min_score]
-        elif not reranked or len(best) < req.top_n:
+        else:
             for hit in hits:  # patents the reranker did not see keep their first-stage order
                 if hit.patent_id not in best:
                     best[hit.patent_id] = hit
                     ranked.append(hit)
-        ranked = ranked[: req.top_n]
+        order = [h.patent_id for h in ranked]
+        if identities is None:
+            collapsed = Collapsed([Group(patent_id) for patent_id in order])
+        else:
+            collapsed = collapse(order, identities, exclude=own)
+        page = fill_page(collapsed.groups, req.top_n, self.index.docstore.get_patents)
+        group_of = {m: g.kept for g in collapsed.groups for m, _ in g.members}
+        left_out = {patent_id for patent_id, _ in collapsed.excluded}
+        first_rank: dict[str, int] = {}  # rank among inventions before rerank
+        for hit in hits:
+            if hit.patent_id not in left_out:
+                first_rank.setdefault(group_of.get(hit.patent_id, hit.patent_id), len(first_rank) + 1)
+        ranked = [best[group.kept] for group, _ in page]
         self._attach_texts(ranked)
-        patents = self.index.docstore.get_patents([h.patent_id for h in ranked])
         results = []
-        for rank, hit in enumerate(ranked, 1):
-            patent = patents.get(hit.patent_id)
-            if patent is None:
-                continue
+        for rank, (hit, (group, patent)) in enumerate(zip(ranked, page, strict=True), 1):
             if req.highlight:
                 hit.highlights = highlight_terms(req.query, hit.text)
             results.append(
@@ -349,16 +388,21 @@ class SearchPipeline:
                     priority_date=_iso(patent.priority_date),
                     publication_date=_iso(patent.publication_date),
                     best_passage=hit,
-                    rank_before_rerank=first_rank[hit.patent_id],
+                    rank_before_rerank=first_rank[group_of.get(hit.patent_id, hit.patent_id)],
                     reranked=hit.rerank_score is not None,
-                    score=hit.rerank_score if hit.rerank_score is not None else hit.fused_score,
+                    score=_score(hit),
+                    family_members=[FamilyMember(m, _score(best[m]), why) for m, why in group.members],
                 )
             )
-        return results
+        return results, collapsed
 
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
+
+
+def _score(hit: PassageHit) -> float:
+    return hit.rerank_score if hit.rerank_score is not None else hit.fused_score
 
 
 def _iso(value: Any) -> str | None:

@@ -55,6 +55,10 @@ def search(
     min_score: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Drop results under this score.")
     ] = None,
+    collapse: Annotated[
+        bool,
+        typer.Option(help="One row per invention: family members and same-text twins listed on the best."),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full response as JSON.")] = False,
 ) -> None:
     """Search the index: BM25 + dense retrieval, fused, filtered, reranked; one row per patent.
@@ -95,6 +99,7 @@ def search(
             candidates=candidates,
             instruction=instruction,
             min_score=min_score,
+            collapse=collapse,
         )
         response = runtime.pipeline.search(request)
     except PatentrankError as exc:
@@ -117,9 +122,10 @@ def search(
     ):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for r in response.results:
+        also = "".join(f"\n[dim]+ {m.patent_id} ({m.reason})[/dim]" for m in r.family_members)
         table.add_row(
             str(r.rank),
-            f"{r.patent_id}\n{r.title}\n[dim]{r.priority_date or '?'} {' '.join(r.codes[:2])}[/dim]",
+            f"{r.patent_id}\n{r.title}\n[dim]{r.priority_date or '?'} {' '.join(r.codes[:2])}[/dim]{also}",
             f"{r.score:.4f}",
             str(r.rank_before_rerank),
             _marked(r.best_passage.text, r.best_passage.highlights),

@@ -18,6 +18,7 @@ import orjson
 from patentrank.chunking import Passage
 from patentrank.corpus import Patent
 from patentrank.errors import InputError, PatentrankError
+from patentrank.families import Identity, identity
 from patentrank.index.filters import PassageFields, SearchFilter
 
 SCHEMA_VERSION = 1
@@ -352,6 +353,16 @@ class DocStore:
                 d[key] = dt.date.fromisoformat(d[key]) if d[key] else None
             out[d["id"]] = Patent(**d)
         return out
+
+    def get_identities(self, ids: Iterable[str]) -> dict[str, Identity]:
+        """`families.Identity` (family id, normalised title + abstract) of the stored patents among
+        `ids`; reads only those columns, so collapsing a few hundred candidates stays cheap."""
+        sql = (
+            "SELECT id, title, abstract, json_extract(metadata, '$.family_id') FROM patents "
+            f"WHERE id IN {_JSON_IDS}"
+        )
+        rows = self._conn().execute(sql, (orjson.dumps(list(ids)).decode(),))
+        return {r[0]: identity(r[1], r[2], r[3]) for r in rows}
 
     def _select_ids(self, columns: str, ids: Iterable[int] | np.ndarray) -> sqlite3.Cursor:
         sql = f"SELECT {columns} FROM passages WHERE passage_id IN {_JSON_IDS} ORDER BY passage_id"

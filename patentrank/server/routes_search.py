@@ -72,6 +72,12 @@ class SearchBody(BaseModel):
     instruction: str | None = Field(None, max_length=2_000)
     min_score: float | None = Field(None, ge=0, le=1)
     highlight: bool = True
+    collapse: bool = Field(
+        True,
+        description="One result per invention: patents with one `family_id`, or the same normalised title "
+        "+ abstract, are listed in `family_members` of the best-ranked one; `top_n` counts kept results. "
+        "Searching by patent also leaves out the patent's own family and twins",
+    )
 
 
 class IngestBody(BaseModel):
@@ -97,7 +103,8 @@ def _pipeline(request: Request) -> Any:
 )
 async def search(body: SearchBody, request: Request) -> Response:
     """One result per patent with its best passage (matching terms as [start, end) spans) and the score of
-    every stage; `stages` says which stages ran and why the others did not."""
+    every stage; `stages` says which stages ran and why the others did not. With `collapse` (default)
+    one result per invention: the others are in its `family_members` (id, score, reason)."""
     pipeline = _pipeline(request)
     settings = request.app.state.settings
     req = SearchRequest(
@@ -116,6 +123,7 @@ async def search(body: SearchBody, request: Request) -> Response:
         instruction=body.instruction,
         min_score=body.min_score,
         highlight=body.highlight,
+        collapse=body.collapse,
     )
     try:
         response = await asyncio.to_thread(pipeline.search, req)

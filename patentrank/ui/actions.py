@@ -86,6 +86,7 @@ class UiActions:
         mode: str = "hybrid",
         rerank: bool = True,
         top_n: int = 10,
+        collapse: bool = True,
     ) -> SearchRequest:
         """The `SearchRequest` the form describes; a malformed field raises InputError naming it."""
         query = (query or "").strip()
@@ -117,6 +118,7 @@ class UiActions:
             rerank=bool(rerank),
             candidates=self.settings.rerank_candidates,
             instruction=(instruction or "").strip() or None,
+            collapse=bool(collapse),
         )
 
     def run_search(self, request: SearchRequest) -> SearchResponse:

@@ -70,6 +70,9 @@ def _search_tab(gr: Any, actions: UiActions, settings: Settings) -> None:
         with gr.Column(scale=1, min_width=200):
             mode = gr.Radio(["lexical", "dense", "hybrid"], value="hybrid", label="Retrieval mode")
             rerank = gr.Checkbox(True, label="Rerank with the reranker", elem_id="search-rerank")
+            collapse = gr.Checkbox(
+                True, label="One result per invention (families, twins)", elem_id="search-collapse"
+            )
     with gr.Row():
         top_n = gr.Slider(1, 50, value=10, step=1, label="Results (top_n)", scale=2, elem_id="search-top-n")
         button = gr.Button("Search", variant="primary", scale=1, elem_id="search-button")
@@ -89,7 +92,17 @@ def _search_tab(gr: Any, actions: UiActions, settings: Settings) -> None:
         jsonl_file = gr.DownloadButton("Download JSONL", interactive=False, size="sm", elem_id="export-jsonl")
 
     def run(
-        q: str, instr: str, bef: str, field: str, cds: str, lng: str, jur: str, md: str, rr: bool, n: float
+        q: str,
+        instr: str,
+        bef: str,
+        field: str,
+        cds: str,
+        lng: str,
+        jur: str,
+        md: str,
+        rr: bool,
+        n: float,
+        cl: bool,
     ) -> tuple[str, Any, Any]:
         html, csv_path, jsonl_path = actions.search(
             q,
@@ -102,6 +115,7 @@ def _search_tab(gr: Any, actions: UiActions, settings: Settings) -> None:
             mode=md,
             rerank=rr,
             top_n=int(n),
+            collapse=cl,
         )
         return (
             numbered(html),
@@ -110,6 +124,7 @@ def _search_tab(gr: Any, actions: UiActions, settings: Settings) -> None:
         )
 
     inputs = [query, instruction, before, date_field, codes, languages, jurisdictions, mode, rerank, top_n]
+    inputs += [collapse]  # run()'s last argument
     for trigger in (button.click, query.submit):
         trigger(run, inputs, [results, csv_file, jsonl_file], api_visibility="private", concurrency_limit=8)
 

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ CSV_COLUMNS = (
     "publication_date",
     "codes",
     "applicants",
+    "family_members",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -69,6 +71,7 @@ def result_row(result: PatentResult) -> dict[str, Any]:
         "publication_date": result.publication_date,
         "codes": ";".join(result.codes),
         "applicants": ";".join(result.applicants),
+        "family_members": ";".join(f"{m.patent_id} ({m.reason})" for m in result.family_members),
     }
 
 
@@ -113,6 +116,7 @@ class ExportDir:
                     **result_row(result),
                     "abstract": result.abstract,
                     "highlights": result.best_passage.highlights,
+                    "family_members": [asdict(m) for m in result.family_members],
                 }
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         return str(csv_path), str(jsonl_path)

@@ -109,8 +109,21 @@ def result_card(result: PatentResult, top_first_stage: float) -> str:
         f'<div class="pr-passage"><span class="pr-field">{esc(field)}</span> '
         f"{highlight_html(hit.text, hit.highlights)}</div>"
         f'<div class="pr-stages">{_stage_scores(result)}</div>'
+        f"{_members_html(result)}"
         "</article>"
     )
+
+
+def _members_html(result: PatentResult) -> str:
+    """The publications collapsed into this result (same family or same text), best first."""
+    if not result.family_members:
+        return ""
+    items = ", ".join(
+        f'<span class="pr-member" data-patent-id="{esc(m.patent_id)}">{esc(m.patent_id)} '
+        f"({esc(m.reason)}, {m.score:.4f})</span>"
+        for m in result.family_members
+    )
+    return f'<div class="pr-members">Also published as: {items}</div>'
 
 
 def stages_html(stages: Mapping[str, Mapping[str, Any]], took_ms: float) -> str:

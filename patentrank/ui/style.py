@@ -27,7 +27,7 @@ CSS = """
 .pr-rank { color: var(--body-text-color-subdued); }
 .pr-id { font-family: var(--font-mono); font-weight: 600; margin-right: 0.4em; }
 .pr-title { font-weight: 600; }
-.pr-facts, .pr-stages, .pr-stageline, .pr-rerank-meta { font-size: 0.85em;
+.pr-facts, .pr-stages, .pr-stageline, .pr-rerank-meta, .pr-members { font-size: 0.85em;
   color: var(--body-text-color-subdued); }
 .pr-scoreline, .pr-chart-row { display: flex; align-items: center; gap: 0.6em; margin: 0.3em 0; }
 .pr-bar { flex: 0 0 14em; height: 0.7em; border-radius: 4px; background: var(--border-color-primary);
