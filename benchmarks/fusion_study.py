@@ -133,12 +133,17 @@ def main() -> None:
     )
     parser.add_argument("dumps", type=Path, nargs="+")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--half", choices=("even", "odd"), help="only every other query (a check that a choice generalises)"
+    )
     args = parser.parse_args()
     grid = methods()
     table: dict[str, dict[str, float]] = {name: {} for name in grid}
     for path in args.dumps:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             data = json.load(fh)
+        if args.half:
+            data["queries"] = data["queries"][args.half == "odd" :: 2]
         short = data["collection"].split("_")[0]
         for name, fuser in grid.items():
             for lang, value in evaluate(data, fuser).items():
