@@ -58,14 +58,15 @@ def serve(args: argparse.Namespace) -> None:
     bench.quiet_environment()
     import torch
 
+    from patentrank.config import Settings
     from patentrank.engine import Engine
     from patentrank.models.reranker import Reranker
-    from patentrank.server import ServerSettings, create_app
+    from patentrank.server import create_app
     from patentrank.server.runner import run
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = ServerSettings(
+    settings = Settings(
         embedder_model="none",
         cache_size=args.cache_size,
         dynamic_batching=args.batching == "on",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"
 DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"
@@ -21,9 +21,13 @@ PATENT_INSTRUCTION = (
 class Settings(BaseSettings):
     """Every knob of patentrank; each field is also `PATENTRANK_<NAME>` in the environment.
 
+    Lists may be given as comma-separated environment values.
+
     Example:
         >>> Settings(reranker_model="/models/qwen3-reranker").reranker_model
         '/models/qwen3-reranker'
+        >>> Settings(reranker_aliases="qwen3-reranker-0.6b, rerank").reranker_aliases
+        ['qwen3-reranker-0.6b', 'rerank']
     """
 
     model_config = SettingsConfigDict(env_prefix="PATENTRANK_", extra="ignore")
@@ -63,6 +67,7 @@ class Settings(BaseSettings):
         "texts), 'infinity' (POST /rerank with documents), 'cohere' (POST /v1/rerank: Cohere, Jina, vLLM)",
     )
     embedder_url: str | None = None
+    remote_api_key: str | None = Field(None, description="Bearer key sent to remote model servers")
     remote_timeout_s: float = 60.0
 
     # Index and search.
@@ -93,6 +98,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(120.0, gt=0)
     cache_size: int = Field(100_000, ge=0)
     cache_url: str | None = None
+    dynamic_batching: bool = Field(True, description="Share model calls between concurrent requests")
+    reranker_aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra names the reranker answers to in a request's `model` field"
+    )
+    embedder_aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra names the embedder answers to"
+    )
     # Server hardening (docs/api.md, "Limits").
     strict_model_names: bool = Field(
         False,
@@ -109,6 +121,13 @@ class Settings(BaseSettings):
         20, ge=1, description="Failed API-key or /ui/login attempts per client address per window, then 429"
     )
     auth_failure_window_s: float = Field(60.0, gt=0, description="Window of auth_failure_limit")
+
+    @field_validator("reranker_aliases", "embedder_aliases", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 @lru_cache(maxsize=1)

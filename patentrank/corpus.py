@@ -26,6 +26,7 @@ from patentrank.chunking import (
 )
 from patentrank.errors import InputError
 from patentrank.index.filters import PassageFields, date_to_int, normalize_code
+from patentrank.text import detect_language  # one rule for patents and queries
 
 # Passage and chunking live in patentrank.chunking and are re-exported here.
 __all__ = ["LoadReport", "Passage", "PassageField", "Patent", "PatentStream", "approx_tokens"]
@@ -48,28 +49,9 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
     "publication_date": ("publication", "pub_date"),
 }
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
-_LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 # Office code, then (after an optional separator) the first digit of the number: "CN112233445A",
 # "US 2020/0123456 A1", "EP-3456789-B1". Lower-case ids ("cm014cd2...") are not publication numbers.
 _JURISDICTION = re.compile(r"^([A-Z]{2})[\s\-/]?\d")
-
-
-def detect_language(text: str) -> str:
-    """'zh', 'ja', 'ko' or 'en' by script share ('' when there are no letters at all).
-
-    Han characters count one each against Latin words, so a Chinese abstract quoting a few English
-    terms is still 'zh'. Any Latin-script text is reported as 'en': give `language` for German etc.
-    """
-    han, kana, hangul = len(_CJK.findall(text)), len(_KANA.findall(text)), len(_HANGUL.findall(text))
-    latin_words = len(_LATIN_WORD.findall(text))
-    if han + kana + hangul > latin_words:
-        if hangul > han + kana:
-            return "ko"
-        return "ja" if kana >= 0.05 * (han + kana) else "zh"
-    return "en" if latin_words else ""
 
 
 def jurisdiction_of(publication_number: str) -> str:
@@ -301,6 +283,8 @@ class PatentStream(Iterator[Patent]):
         >>> stream = load_patents("patents.jsonl", strict=False)
         >>> patents = list(stream); print(stream.report.summary())
     """
+
+    unit = "line"  # what a rejection's position counts, in `PatentIndex.add`'s report
 
     def __init__(
         self,

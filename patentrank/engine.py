@@ -66,12 +66,24 @@ class Engine:
     then through a `DynamicBatcher` that packs pairs from concurrent requests into shared model
     calls on a worker thread. Call `start()` inside the event loop before use, `stop()` after.
 
-    Example:
-        >>> engine = Engine(reranker=Reranker("Qwen/Qwen3-Reranker-0.6B"), settings=Settings())
-        >>> await engine.start()                                                   # doctest: +SKIP
-        >>> (await engine.rerank("gear", ["a gearbox", "a pump"])).scores          # doctest: +SKIP
-        [0.91, 0.02]
-        >>> engine.rerank_sync("gear", ["a gearbox"])  # from any other thread      # doctest: +SKIP
+    Example (without models every stage says why it is off; with one, the same code scores):
+        >>> import asyncio
+        >>> async def rerank_once(engine: Engine) -> list[float]:
+        ...     await engine.start()  # inside the event loop; other threads call engine.rerank_sync
+        ...     try:
+        ...         return (await engine.rerank("gear", ["a gearbox", "a pump"])).scores
+        ...     finally:
+        ...         await engine.stop()
+        >>> engine = Engine(settings=Settings(cache_size=0))
+        >>> engine.health()["stages"]
+        {'rerank': False, 'embed': False, 'search': False, 'dense': False}
+        >>> try:
+        ...     asyncio.run(rerank_once(engine))
+        ... except StageUnavailable as exc:
+        ...     print(str(exc)[:54])
+        the rerank stage is unavailable: no reranker is loaded
+        >>> engine.close()
+        >>> asyncio.run(rerank_once(Engine(reranker=Reranker("Qwen/Qwen3-Reranker-0.6B"))))  # doctest: +SKIP
     """
 
     def __init__(
@@ -98,9 +110,9 @@ class Engine:
         self.metrics = Metrics()
         self.cache = cache if cache is not None else make_cache(s.cache_size, s.cache_url)
         if dynamic_batching is None:
-            dynamic_batching = bool(getattr(s, "dynamic_batching", True))
-        reranker_aliases = list(reranker_aliases) or list(getattr(s, "reranker_aliases", ()))
-        embedder_aliases = list(embedder_aliases) or list(getattr(s, "embedder_aliases", ()))
+            dynamic_batching = s.dynamic_batching
+        reranker_aliases = list(reranker_aliases) or list(s.reranker_aliases)
+        embedder_aliases = list(embedder_aliases) or list(s.embedder_aliases)
         self.reranker_aliases = model_aliases(reranker.model_name, reranker_aliases) if reranker else set()
         self.embedder_aliases = model_aliases(embedder.model_name, embedder_aliases) if embedder else set()
         common = dict(
@@ -307,7 +319,7 @@ class Engine:
         embedder = self.require_embedder()
         if dimensions is not None:
             # A remote embedder would have to ask its server (blocking the loop): its server checks.
-            remote = type(embedder).__name__.startswith("Remote")
+            remote = embedder.is_remote
             full = dimensions if remote else int(getattr(embedder, "full_dim", None) or embedder.dim)
             if not 1 <= dimensions <= full:
                 raise InputError(
@@ -357,7 +369,7 @@ class Engine:
     def _model_health(self, role: str, model: Any) -> dict[str, Any]:
         backend = None
         if model is not None:
-            backend = "remote" if type(model).__name__.startswith("Remote") else "local"
+            backend = "remote" if model.is_remote else "local"
         precision = getattr(model, "precision", None)  # in-process models: the dtype `auto` chose and why
         return {
             "ready": model is not None,
@@ -391,6 +403,10 @@ class Engine:
         }
         stages = {"rerank": self.reranker is not None, "embed": self.embedder is not None}
         stages["search"] = self.pipeline is not None
+        stages["dense"] = self.pipeline is not None and self.pipeline.embed_query is not None
+        if self.pipeline is not None:  # a loaded embedder may still be refused by the index
+            reason = None if stages["dense"] else self.pipeline.unavailable.get("dense")
+            models["embedder"]["index"] = {"ready": stages["dense"], "error": reason}
         failed = sorted(set(self.load_errors) - self.disabled)
         index = self._index_health()
         if index and not all(part.get("ok", True) for part in index.values() if isinstance(part, dict)):

@@ -77,12 +77,12 @@ def load_model(role: str, settings: Settings) -> Any:
     url = getattr(settings, f"{role}_url")
     name = getattr(settings, f"{role}_model")
     remote_name = name if name and name.lower() not in DISABLED else None
-    common = {"api_key": getattr(settings, "remote_api_key", None), "timeout_s": settings.remote_timeout_s}
+    common = {"api_key": settings.remote_api_key, "timeout_s": settings.remote_timeout_s}
     if role == "reranker":
         if url:
             from patentrank.models.remote import RemoteReranker
 
-            api = getattr(settings, "reranker_api", "vllm")
+            api = settings.reranker_api
             return RemoteReranker(url, remote_name, max_length=settings.max_length, api=api, **common)
         from patentrank.models.cross_encoder import load_reranker  # Qwen3 yes/no or a cross-encoder
 

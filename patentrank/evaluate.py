@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ class Collection:
 
     Example:
         >>> c = load_collection("../shared/data/xling_zh2en_chanemo")  # doctest: +SKIP
-        >>> len(c.corpus), c.queries[0]["lang"], document_text(c.corpus[0])[:20]  # doctest: +SKIP
+        >>> len(c.corpus), c.queries[0]["lang"], c.corpus[0]["title"][:20]  # doctest: +SKIP
     """
 
     name: str
@@ -52,11 +51,6 @@ class Collection:
 
     def query_langs(self) -> dict[str, str]:
         return {q["id"]: q["lang"] for q in self.queries}
-
-
-def document_text(record: Mapping[str, Any]) -> str:
-    """What a collection document contributes to the index: title + " " + abstract."""
-    return f"{record.get('title') or ''} {record.get('abstract') or ''}".strip()
 
 
 def _read_jsonl(path: Path, what: str, show_progress: bool) -> list[dict[str, Any]]:
@@ -248,24 +242,3 @@ def save_results(results: Results, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(results_to_json(results) + "\n", encoding="utf-8")
     return path
-
-
-def bm25_run(
-    collection: Collection, k: int = 100, show_progress: bool = False
-) -> dict[str, dict[str, float]]:
-    """The lexical stage alone: index the documents in a temporary `LexicalIndex`, run the queries."""
-    from patentrank.index.lexical import LexicalIndex
-
-    with tempfile.TemporaryDirectory(prefix="patentrank-bm25-") as tmp:
-        index = LexicalIndex(tmp)
-        texts = [document_text(d) for d in collection.corpus]
-        index.add(np.arange(len(texts)), texts, show_progress=show_progress)
-        index.commit()
-        queries = tqdm(collection.queries, disable=not show_progress, desc="BM25 search", unit="query")
-        hits = [index.search(q["text"], k=k) for q in queries]
-        index.close()
-    doc_ids = [d["id"] for d in collection.corpus]
-    run: dict[str, dict[str, float]] = {}
-    for query, found in zip(collection.queries, hits, strict=True):
-        run[query["id"]] = {doc_ids[pid]: score for pid, score in found}
-    return run

@@ -61,7 +61,8 @@ def build_pipeline(
     embed_query = embed_query if index.vectors is not None else None
     unavailable = {}
     if embed_query is None:
-        unavailable["dense"] = errors.get("embedder", "no embedder is configured")
+        # "dense": the index refused a working embedder (open_index says why); else why none loaded.
+        unavailable["dense"] = errors.get("dense") or errors.get("embedder", "no embedder is configured")
     if rerank is None:
         unavailable["rerank"] = errors.get("reranker", "no reranker is configured")
     return SearchPipeline(
@@ -87,7 +88,7 @@ def open_runtime(
     path = Path(index_dir or settings.index_dir)
     index, dense_off = open_index(path, embedder, settings.vector_store, report or print)
     if dense_off:
-        errors["embedder"], embedder = dense_off, None
+        errors["dense"] = dense_off
     pipeline = build_pipeline(
         index,
         embed_query=(lambda q, i: embedder.embed_queries([q], instruction=i)[0]) if embedder else None,

@@ -39,7 +39,12 @@ class SearchRequest:
     """One search: free text, or `patent_id` (or a publication number as the query) to search by patent.
 
     Example:
-        >>> SearchRequest("锂电池负极材料", filter=SearchFilter(before="2018-01-01"), top_n=5)
+        >>> request = SearchRequest("锂电池负极材料", filter=SearchFilter(before="2018-01-01"), top_n=5)
+        >>> request.mode, request.filter.before, request.validate()
+        ('hybrid', '2018-01-01', None)
+        >>> SearchRequest("", top_n=5).validate()
+        Traceback (most recent call last):
+        patentrank.errors.InputError: query must be a non-empty string (or give patent_id)
     """
 
     query: str = ""
@@ -153,9 +158,16 @@ class SearchPipeline:
     documents, instruction)` gives P(yes) scores (None: no rerank stage). `unavailable` explains a
     missing stage (e.g. the model load error) in the response.
 
-    Example:
-        >>> pipeline = SearchPipeline(index, embed_query=None, rerank=reranker.score)
-        >>> pipeline.search(SearchRequest("waste heat boiler", mode="lexical")).results[0].patent_id
+    Example (the bundled sample corpus, lexical only; pass `embed_query` / `rerank` for the others):
+        >>> import tempfile
+        >>> from patentrank.corpus import load_patents, sample_corpus_path
+        >>> index = PatentIndex(tempfile.mkdtemp())
+        >>> _ = index.add(load_patents(sample_corpus_path()))
+        >>> pipeline = SearchPipeline(index, unavailable={"rerank": "no reranker in this example"})
+        >>> response = pipeline.search(SearchRequest("waste heat boiler", mode="lexical"))
+        >>> [hit.patent_id for hit in response.results[:2]], response.stages["rerank"]
+        (['WO2010123456A1', 'US2013086456A1'], {'ran': False, 'reason': 'no reranker in this example'})
+        >>> index.close()
     """
 
     def __init__(

@@ -62,7 +62,7 @@ def build_random_qwen3(
     of the given shape, with the real Qwen3 tokenizer, to `out_dir`; load it with `from_pretrained`.
 
     Example:
-        >>> path = build_random_qwen3("/tmp/tiny-reranker", shape="tiny")
+        >>> path = build_random_qwen3("/tmp/tiny-reranker", shape="tiny")  # doctest: +SKIP
         >>> Reranker(str(path)).score("q", ["d"])  # doctest: +SKIP
     """
     import torch

@@ -32,7 +32,7 @@ _HAN_CHAR = re.compile(f"[{_HAN}]")
 _KANA_CHAR = re.compile(f"[{_KANA}]")
 _HANGUL_CHAR = re.compile(f"[{_HANGUL}]")
 _COMPAT_HAN = re.compile("[\uf900-\ufaff]")  # compatibility ideographs, folded by NFKC
-_LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 
 _jieba_lock = threading.Lock()
 _jieba_tokenizer = None  # a private jieba.Tokenizer: words others add to jieba's global one do not leak in
@@ -64,27 +64,31 @@ def _stemmer():
 
 
 def detect_language(text: str) -> str:
-    """The language of `text` as far as analysis needs it, by script shares (cheap, no model).
+    """The language of `text` by script counts (cheap, no model): the one rule for patents
+    (`corpus.Patent.language`) and queries.
 
-    Returns "zh" when Chinese characters carry a fair share of the text (a Chinese abstract that names
-    "CNN" or "U-Net" stays "zh": one Han character weighs as much as three Latin letters), "ja" / "ko"
-    for kana / hangul, "en" for any other text with Latin letters, and "" when there are no letters at all.
+    Each CJK character (Han, kana, hangul) counts as much as one Latin-script word, since one Chinese
+    character carries about a word's meaning: the text is CJK when those characters outnumber its
+    Latin words, so a Chinese title quoting "CNN" or "anode material" stays "zh" and an English
+    sentence quoting one Chinese term stays "en". CJK text is "ko" when hangul outnumbers Han and kana
+    together, "ja" when kana is at least 5% of Han + kana (Japanese mixes kanji with kana), else
+    "zh". Other text with Latin letters is "en" (give the language for German etc.); "" when there
+    are no letters at all.
 
     Example:
-        >>> detect_language("一种基于U-Net的图像分割方法"), detect_language("A heat exchanger (10)")
+        >>> detect_language("基于CNN的锂电池 anode material design"), detect_language("A heat exchanger (10)")
         ('zh', 'en')
+        >>> detect_language("排熱回収システム"), detect_language("폐열 회수"), detect_language("(10) 12.5 %")
+        ('ja', 'ko', '')
     """
-    han = len(_HAN_CHAR.findall(text))
-    kana = len(_KANA_CHAR.findall(text))
+    han, kana = len(_HAN_CHAR.findall(text)), len(_KANA_CHAR.findall(text))
     hangul = len(_HANGUL_CHAR.findall(text))
-    latin = len(_LATIN_LETTER.findall(text))
-    if kana and kana * 3 >= latin and kana * 5 >= han:  # Japanese mixes kanji; any real share of kana
-        return "ja"
-    if hangul and hangul * 3 >= latin and hangul >= han:
-        return "ko"
-    if han and han * 3 >= latin:
-        return "zh"
-    return "en" if latin else ""
+    latin_words = len(_LATIN_WORD.findall(text))
+    if han + kana + hangul > latin_words:
+        if hangul > han + kana:
+            return "ko"
+        return "ja" if kana >= 0.05 * (han + kana) else "zh"
+    return "en" if latin_words else ""
 
 
 def _normalize_word(word: str) -> list[str]:

@@ -22,7 +22,7 @@ from patentrank.claim_chart import CHART_INSTRUCTION, ChartRequest, ClaimCharter
 from patentrank.claims import split_elements
 from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.routes_chart import router as chart_router
 from patentrank.server.routes_search import router as search_router
 from patentrank.server.testing import serve_in_thread
@@ -54,7 +54,7 @@ def server(models: tuple[Any, Any], index: Any) -> Iterator[tuple[str, Engine]]:
     from patentrank.runtime import engine_pipeline
 
     reranker, embedder = models
-    settings = ServerSettings(cache_size=10_000, max_chart_references=5)
+    settings = Settings(cache_size=10_000, max_chart_references=5)
     engine = Engine(reranker=reranker, embedder=embedder, settings=settings)
     engine.pipeline = engine_pipeline(engine, index)
     with serve_in_thread(create_app(engine, settings, routers=[search_router, chart_router])) as url:

@@ -10,8 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 
 KEY = "client-key"
@@ -42,7 +43,7 @@ def url(tiny_reranker_path: Path, tiny_embedder_path: Path) -> Iterator[str]:
     from patentrank.models.embedder import Embedder
     from patentrank.models.reranker import Reranker
 
-    settings = ServerSettings(cache_size=0, api_key=KEY)
+    settings = Settings(cache_size=0, api_key=KEY)
     engine = Engine(
         reranker=Reranker(str(tiny_reranker_path), device="cpu", max_length=MAX_LENGTH),
         embedder=Embedder(str(tiny_embedder_path), device="cpu", max_length=64),

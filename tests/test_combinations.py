@@ -74,18 +74,19 @@ def test_bounds() -> None:
 @pytest.fixture(scope="module")
 def server(tiny_reranker_path: Path, tiny_embedder_path: Path, tmp_path_factory) -> Iterator[str]:
     from patentrank import Reranker
+    from patentrank.config import Settings
     from patentrank.corpus import load_patents, sample_corpus_path
     from patentrank.index.patent_index import PatentIndex
     from patentrank.models.embedder import Embedder
     from patentrank.runtime import engine_pipeline
-    from patentrank.server import ServerSettings, create_app
+    from patentrank.server import create_app
     from patentrank.server.routes_chart import router
     from patentrank.server.testing import serve_in_thread
 
     embedder = Embedder(str(tiny_embedder_path), device="cpu")
     index = PatentIndex(tmp_path_factory.mktemp("combos") / "ix", embedder=embedder)
     index.add(load_patents(sample_corpus_path()))
-    settings = ServerSettings(cache_size=10_000)
+    settings = Settings(cache_size=10_000)
     engine = Engine(
         reranker=Reranker(str(tiny_reranker_path), device="cpu"), embedder=embedder, settings=settings
     )

@@ -25,7 +25,7 @@ from patentrank.engine_models import load_model
 from patentrank.errors import ModelLoadError
 from patentrank.models.cross_encoder import CrossEncoderReranker, load_reranker
 from patentrank.models.remote import RemoteReranker
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 from patentrank.testing import build_random_cross_encoder, find_shared_dir
 
@@ -225,7 +225,7 @@ def test_dynamic_batching_mixes_queries_and_scores_exactly(models, xlmr) -> None
 @pytest.fixture(scope="module")
 def upstream(xlmr) -> Iterator[str]:
     """A patentrank server with the cross-encoder, standing in for TEI, Infinity and vLLM."""
-    settings = ServerSettings(cache_size=100)
+    settings = Settings(cache_size=100)
     with serve_in_thread(create_app(Engine(reranker=xlmr, settings=settings), settings)) as url:
         yield url
 
@@ -358,7 +358,7 @@ def test_search_reranks_with_the_cross_encoder(models, xlmr, tmp_path: Path) -> 
     from patentrank.runtime import engine_pipeline
     from patentrank.server.routes_search import router as search_router
 
-    settings = ServerSettings(cache_size=1000, rerank_candidates=10)
+    settings = Settings(cache_size=1000, rerank_candidates=10)
     index = PatentIndex(tmp_path / "ix", embedder=None)
     index.add(load_patents(sample_corpus_path()))
     engine = Engine(reranker=xlmr, settings=settings)

@@ -9,11 +9,10 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from bm25_baseline import bm25_run, document_text
 
 from patentrank.errors import InputError
 from patentrank.evaluate import (
-    bm25_run,
-    document_text,
     evaluate_run,
     format_table,
     load_collection,

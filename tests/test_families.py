@@ -184,12 +184,13 @@ def test_a_bad_dense_weight_is_reported_as_dense_weight() -> None:
 
 @pytest.fixture(scope="module")
 def server(pipeline: SearchPipeline) -> Iterator[str]:
+    from patentrank.config import Settings
     from patentrank.engine import Engine
-    from patentrank.server import ServerSettings, create_app
+    from patentrank.server import create_app
     from patentrank.server.routes_search import router as search_router
     from patentrank.server.testing import serve_in_thread
 
-    settings = ServerSettings(cache_size=0)
+    settings = Settings(cache_size=0)
     engine = Engine(settings=settings, disabled=["embedder", "reranker"])
     engine.pipeline = pipeline
     with serve_in_thread(create_app(engine, settings, routers=[search_router])) as url:
@@ -226,11 +227,11 @@ def test_cli_search_collapses_unless_told_not_to(pipeline: SearchPipeline) -> No
 
 
 def test_ui_shows_members_and_exports_them(pipeline: SearchPipeline, tmp_path: Path) -> None:
+    from patentrank.config import Settings
     from patentrank.engine import Engine
-    from patentrank.server import ServerSettings
     from patentrank.ui.actions import UiActions
 
-    settings = ServerSettings(cache_size=0)
+    settings = Settings(cache_size=0)
     engine = Engine(settings=settings, disabled=["embedder", "reranker"])
     engine.pipeline = pipeline
     actions = UiActions(engine, settings)

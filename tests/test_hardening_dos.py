@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import free_port, serve_in_thread
 
 BODY = {"query": "gear", "documents": ["a gearbox", "a pump"]}
@@ -49,7 +50,7 @@ def reranker(tiny_reranker_path: Path):
 
 @pytest.fixture(scope="module")
 def impatient(reranker) -> Iterator[str]:
-    settings = ServerSettings(embedder_model="none", cache_size=0, read_timeout_s=2.0)
+    settings = Settings(embedder_model="none", cache_size=0, read_timeout_s=2.0)
     engine = Engine(reranker=reranker, settings=settings)
     with serve_in_thread(create_app(engine, settings)) as url:
         yield url
@@ -101,7 +102,7 @@ def test_a_steady_client_is_not_cut_off(impatient: str) -> None:  # the negative
 
 @pytest.fixture
 def secured(reranker) -> Iterator[str]:
-    settings = ServerSettings(
+    settings = Settings(
         embedder_model="none", cache_size=0, api_key=KEY, auth_failure_limit=5, auth_failure_window_s=2.0
     )
     engine = Engine(reranker=reranker, settings=settings)
@@ -144,7 +145,7 @@ def test_ui_login_is_rate_limited(reranker) -> None:
     pytest.importorskip("gradio")
     from patentrank.ui.app import mount_ui
 
-    settings = ServerSettings(
+    settings = Settings(
         embedder_model="none", api_key=KEY, auth_failure_limit=3, auth_failure_window_s=30
     )
     engine = Engine(reranker=reranker, settings=settings)
@@ -161,7 +162,7 @@ def test_ui_login_is_rate_limited(reranker) -> None:
 
 
 def test_connections_over_the_cap_are_answered_503(reranker) -> None:
-    settings = ServerSettings(embedder_model="none", cache_size=0, max_connections=8)
+    settings = Settings(embedder_model="none", cache_size=0, max_connections=8)
     engine = Engine(reranker=reranker, settings=settings)
     with serve_in_thread(create_app(engine, settings)) as url:
         idle = [_open(url) for _ in range(8)]

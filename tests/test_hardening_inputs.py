@@ -12,8 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.openapi import NON_BLANK
 from patentrank.server.routes_search import router as search_router
 from patentrank.server.testing import serve_in_thread
@@ -39,7 +40,7 @@ def server(models: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) ->
     from patentrank.runtime import engine_pipeline
 
     reranker, embedder = models
-    settings = ServerSettings(cache_size=0, rerank_candidates=5)
+    settings = Settings(cache_size=0, rerank_candidates=5)
     index = PatentIndex(tmp_path_factory.mktemp("hardening") / "ix", embedder=embedder)
     index.add(load_patents(sample_corpus_path()))
     engine = Engine(reranker=reranker, embedder=embedder, settings=settings)
@@ -82,7 +83,7 @@ def test_any_model_name_selects_the_one_served_model(url: str, models, path: str
 
 
 def test_strict_model_names_is_404_naming_the_alias_setting(models) -> None:
-    settings = ServerSettings(cache_size=0, strict_model_names=True, reranker_aliases="rerank-v3.5")
+    settings = Settings(cache_size=0, strict_model_names=True, reranker_aliases="rerank-v3.5")
     engine = Engine(reranker=models[0], embedder=models[1], settings=settings)
     with serve_in_thread(create_app(engine, settings)) as strict:
         refused = post(strict, "/v1/rerank", {"model": "gpt-4", "query": "q", "documents": ["d"]})

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.routes_search import router as search_router
 from patentrank.server.testing import serve_in_thread
 
@@ -37,7 +38,7 @@ def full_server(
     from patentrank.runtime import engine_pipeline
 
     embedder = Embedder(str(tiny_embedder_path), device="cpu", max_length=32)
-    settings = ServerSettings(
+    settings = Settings(
         cache_size=1000,
         rerank_candidates=5,
         max_documents=20,
@@ -62,7 +63,7 @@ def full_server(
 
 @pytest.fixture(scope="module")
 def empty_server() -> Iterator[str]:
-    settings = ServerSettings(reranker_model="none", embedder_model="none", max_body_bytes=256 * 1024)
+    settings = Settings(reranker_model="none", embedder_model="none", max_body_bytes=256 * 1024)
     engine = Engine(settings=settings)
     with serve_in_thread(create_app(engine, settings, routers=[search_router])) as url:
         yield url

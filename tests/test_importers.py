@@ -218,7 +218,7 @@ def test_cli_indexes_a_weekly_file_and_reports_the_broken_document(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     (file_report,) = report["files"].values()
-    assert file_report["added"] == 3 and file_report["rejected"][0]["document"] == 2
+    assert file_report["added"] == 3 and file_report["rejected"][0]["where"] == "document 2"
     assert report["index"]["patents"] == 3
     from patentrank.index.patent_index import PatentIndex
 

@@ -14,7 +14,7 @@ from patentrank.engine import Engine
 from patentrank.errors import InputError
 from patentrank.models.prompt import ASSISTANT_SUFFIX, SYSTEM_PREFIX
 from patentrank.models.remote import RemoteEmbedder, RemoteError, RemoteReranker, split_urls
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import free_port, serve_in_thread
 
 QUERY = "gear lubrication"
@@ -44,7 +44,7 @@ def upstream(tiny_reranker_path: Path, tiny_embedder_path: Path) -> Iterator[str
     from patentrank.models.reranker import Reranker
 
     # Strict names: the 4xx-does-not-fail-over test below needs a name the upstream refuses.
-    settings = ServerSettings(cache_size=0, api_key="upstream-key", strict_model_names=True)
+    settings = Settings(cache_size=0, api_key="upstream-key", strict_model_names=True)
     engine = Engine(
         reranker=Reranker(str(tiny_reranker_path), device="cpu", max_length=128),
         embedder=Embedder(str(tiny_embedder_path), device="cpu", max_length=64),
@@ -106,7 +106,7 @@ def test_every_server_down_is_a_clear_error(dead_url: str) -> None:
 
 
 def test_5xx_fails_over_but_4xx_does_not(upstream: str, tiny_embedder_path: Path) -> None:
-    settings = ServerSettings(reranker_model="none", embedder_model="none")
+    settings = Settings(reranker_model="none", embedder_model="none")
     with serve_in_thread(create_app(Engine(settings=settings), settings)) as empty:  # answers 503
         remote = RemoteReranker([empty, upstream], api_key="upstream-key")
         assert len(remote.score(QUERY, DOCS)) == len(DOCS)
@@ -143,7 +143,7 @@ def test_remote_embedder_matches_the_local_one(upstream: str, dead_url: str, emb
 
 def test_an_engine_serves_through_remote_models(upstream: str, reranker, embedder) -> None:
     """A front server whose models are the upstream server: same answers over two HTTP hops."""
-    settings = ServerSettings(
+    settings = Settings(
         reranker_url=upstream,
         embedder_url=upstream,
         remote_api_key="upstream-key",

@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 
 KEY = "s3cret-key-ÿ"  # non-ASCII on purpose: compared as UTF-8 bytes
@@ -26,7 +27,7 @@ def reranker(tiny_reranker_path: Path):
 
 @pytest.fixture(scope="module")
 def secured(reranker) -> Iterator[str]:
-    settings = ServerSettings(api_key=ASCII_KEY, embedder_model="none", cors_origins=["https://app.example"])
+    settings = Settings(api_key=ASCII_KEY, embedder_model="none", cors_origins=["https://app.example"])
     engine = Engine(reranker=reranker, settings=settings)
     with serve_in_thread(create_app(engine, settings)) as url:
         yield url
@@ -34,7 +35,7 @@ def secured(reranker) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def open_server(reranker) -> Iterator[str]:
-    settings = ServerSettings(embedder_model="none")
+    settings = Settings(embedder_model="none")
     engine = Engine(reranker=reranker, settings=settings)
     with serve_in_thread(create_app(engine, settings)) as url:
         yield url
@@ -81,7 +82,7 @@ def test_sdks_send_the_key(secured: str) -> None:
 
 
 def test_non_ascii_key_is_compared_as_bytes(reranker) -> None:
-    settings = ServerSettings(api_key=KEY, embedder_model="none")
+    settings = Settings(api_key=KEY, embedder_model="none")
     with serve_in_thread(create_app(Engine(reranker=reranker, settings=settings), settings)) as url:
         good = httpx.post(f"{url}/v1/rerank", json=BODY, headers={"Authorization": f"Bearer {KEY}".encode()})
         bad = httpx.post(f"{url}/v1/rerank", json=BODY, headers={"Authorization": b"Bearer s3cret-key-\xc3"})

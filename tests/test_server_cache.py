@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from patentrank.cache import RedisScoreCache
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import RedisServer, serve_in_thread
 
 DOCS = ["a gearbox with helical gears", "一种润滑油泵", "battery cooling plate"]
@@ -35,7 +36,7 @@ def scores(body: dict[str, Any]) -> dict[int, float]:
 
 
 def test_lru_cache_answers_repeats(reranker) -> None:
-    settings = ServerSettings(embedder_model="none", cache_size=10)
+    settings = Settings(embedder_model="none", cache_size=10)
     with serve_in_thread(create_app(Engine(reranker=reranker, settings=settings), settings)) as url:
         first, again = rerank(url, "gear"), rerank(url, "gear")
         assert first["usage"]["cache_hits"] == 0 and again["usage"]["cache_hits"] == len(DOCS)
@@ -53,7 +54,7 @@ def test_lru_cache_answers_repeats(reranker) -> None:
 @pytest.mark.skipif(not RedisServer.available(), reason="redis-server is not installed")
 def test_redis_is_shared_and_an_outage_only_disables_it(reranker) -> None:
     with RedisServer() as redis:
-        settings = ServerSettings(embedder_model="none", cache_url=redis.url)
+        settings = Settings(embedder_model="none", cache_url=redis.url)
         engines = [
             Engine(reranker=reranker, settings=settings, cache=RedisScoreCache(redis.url, retry_after_s=0.2))
             for _ in range(2)
@@ -92,7 +93,7 @@ def test_redis_is_shared_and_an_outage_only_disables_it(reranker) -> None:
 def test_redis_down_from_the_start_serves_without_cache(reranker) -> None:
     with RedisServer() as redis:
         url = redis.url
-    settings = ServerSettings(embedder_model="none", cache_url=url)
+    settings = Settings(embedder_model="none", cache_url=url)
     with serve_in_thread(create_app(Engine(reranker=reranker, settings=settings), settings)) as server:
         assert scores(rerank(server, "gear")) == dict(enumerate(reranker.score("gear", DOCS)))
         assert httpx.get(f"{server}/health").json()["cache"]["ok"] is False

@@ -11,8 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 
 TEXTS = ["A U-Net removes noise from images.", "一种齿轮箱，包括润滑油泵。", "gear", "word " * 50]
@@ -31,7 +32,7 @@ def embedder(tiny_embedder_path: Path):
 def base_url(tiny_embedder_path: Path) -> Iterator[str]:
     from patentrank.models.embedder import Embedder
 
-    settings = ServerSettings(reranker_model="none", embedder_aliases=["qwen3-embedding-0.6b"], max_inputs=8)
+    settings = Settings(reranker_model="none", embedder_aliases=["qwen3-embedding-0.6b"], max_inputs=8)
     engine = Engine(
         embedder=Embedder(str(tiny_embedder_path), device="cpu", max_length=64), settings=settings
     )

@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 
 GOOD = {"query": "gear", "documents": ["a gearbox", "a pump"]}
@@ -21,7 +22,7 @@ def base_url(tiny_reranker_path: Path, tiny_embedder_path: Path) -> Iterator[str
     from patentrank.models.embedder import Embedder
     from patentrank.models.reranker import Reranker
 
-    settings = ServerSettings(
+    settings = Settings(
         max_documents=10, max_document_chars=2000, max_inputs=10, max_body_bytes=64 * 1024, cache_size=100
     )
     engine = Engine(

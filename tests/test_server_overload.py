@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 
 # About 1000 x 300 tokens in model calls of 4 pairs: seconds of work even for the tiny model.
@@ -21,7 +22,7 @@ SMALL = {"query": "gear", "documents": ["a gearbox"]}
 def test_full_queue_is_429_and_expired_request_is_503(tiny_reranker_path: Path) -> None:
     from patentrank.models.reranker import Reranker
 
-    settings = ServerSettings(
+    settings = Settings(
         embedder_model="none",
         queue_size=1,
         request_timeout_s=1.5,

@@ -13,7 +13,7 @@ import pytest
 
 from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 
 MAX_LENGTH = 128
@@ -41,7 +41,7 @@ def reranker(tiny_reranker_path: Path):
 def base_url(tiny_reranker_path: Path) -> Iterator[str]:
     from patentrank.models.reranker import Reranker
 
-    settings = ServerSettings(cache_size=0, reranker_aliases=["qwen3-reranker-0.6b"], embedder_model="none")
+    settings = Settings(cache_size=0, reranker_aliases=["qwen3-reranker-0.6b"], embedder_model="none")
     engine = Engine(
         reranker=Reranker(str(tiny_reranker_path), device="cpu", max_length=MAX_LENGTH), settings=settings
     )
@@ -174,7 +174,7 @@ def test_models_health_metrics_and_docs(client: httpx.Client, reranker) -> None:
     assert [m["id"] for m in models["data"]] == [Path(reranker.model_name).name]
     assert "qwen3-reranker-0.6b" in models["data"][0]["aliases"]
     health = client.get("/health").json()
-    assert health["stages"] == {"rerank": True, "embed": False, "search": False}
+    assert health["stages"] == {"rerank": True, "embed": False, "search": False, "dense": False}
     assert health["status"] == "ok" and health["models"]["reranker"]["ready"] is True
     assert health["models"]["embedder"] == {"ready": False, "model": None, "backend": None, "error": None}
     metrics = client.get("/metrics")

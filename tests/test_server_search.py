@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from patentrank.config import PATENT_INSTRUCTION
+from patentrank.config import PATENT_INSTRUCTION, Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.routes_search import router as search_router
 from patentrank.server.testing import serve_in_thread
 
@@ -34,7 +34,7 @@ def server(models: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) ->
     from patentrank.runtime import engine_pipeline
 
     reranker, embedder = models
-    settings = ServerSettings(cache_size=1000, rerank_candidates=10, max_inputs=5)
+    settings = Settings(cache_size=1000, rerank_candidates=10, max_inputs=5)
     index = PatentIndex(tmp_path_factory.mktemp("server-search") / "ix", embedder=embedder)
     index.add(load_patents(sample_corpus_path()))
     engine = Engine(reranker=reranker, embedder=embedder, settings=settings)
@@ -144,7 +144,7 @@ def test_ingest_limits_and_shapes(server) -> None:
 
 
 def test_search_without_an_index_is_503_with_the_fix(tiny_reranker) -> None:
-    settings = ServerSettings(cache_size=0)
+    settings = Settings(cache_size=0)
     engine = Engine(reranker=tiny_reranker, settings=settings)
     with serve_in_thread(create_app(engine, settings, routers=[search_router])) as url:
         response = httpx.post(f"{url}/v1/search", json={"query": "x"}, timeout=30)

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from patentrank.config import PATENT_INSTRUCTION
+from patentrank.config import PATENT_INSTRUCTION, Settings
 from patentrank.engine import Engine
 from patentrank.search import SearchRequest
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 from patentrank.ui import mount_ui
 from patentrank.ui.actions import UiActions
@@ -74,7 +74,7 @@ def engine(models: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) ->
     from patentrank.search import SearchPipeline
 
     reranker, embedder = models
-    settings = ServerSettings(cache_size=0, rerank_candidates=20)
+    settings = Settings(cache_size=0, rerank_candidates=20)
     index = PatentIndex(tmp_path_factory.mktemp("ui") / "index", embedder=embedder)
     index.add(load_patents(sample_corpus_path()))
     engine = Engine(reranker=reranker, embedder=embedder, settings=settings)
@@ -212,7 +212,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_get_an_apostrophe() -> None:
 
 def test_missing_models_are_explained_with_a_fix_and_rerank_says_why(tiny_reranker_path: Path) -> None:
     engine = Engine(
-        settings=ServerSettings(cache_size=0),
+        settings=Settings(cache_size=0),
         load_errors={"reranker": "no model at /models/missing", "embedder": "no embedder is configured"},
         disabled=["embedder"],
     )
@@ -432,7 +432,7 @@ def test_the_page_contacts_nothing_outside_the_server(page: Page, base_url: str)
 
 @pytest.fixture(scope="module")
 def keyed_url(models: tuple[Any, Any]) -> Iterator[str]:
-    settings = ServerSettings(cache_size=0, api_key=API_KEY, embedder_model="none")
+    settings = Settings(cache_size=0, api_key=API_KEY, embedder_model="none")
     engine = Engine(
         reranker=models[0],
         settings=settings,

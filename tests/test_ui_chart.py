@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from patentrank.claims import split_elements
+from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.server import ServerSettings, create_app
+from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
 from patentrank.ui import mount_ui
 
@@ -39,7 +40,7 @@ def base_url(
     embedder = Embedder(str(tiny_embedder_path), device="cpu")
     index = PatentIndex(tmp_path_factory.mktemp("ui-chart") / "ix", embedder=embedder)
     index.add(load_patents(sample_corpus_path()))
-    settings = ServerSettings(cache_size=10_000)
+    settings = Settings(cache_size=10_000)
     engine = Engine(
         reranker=Reranker(str(tiny_reranker_path), device="cpu"), embedder=embedder, settings=settings
     )

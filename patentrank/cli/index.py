@@ -108,19 +108,17 @@ def index(
                 count = bar.update
             with bar:
                 report = idx.add(stream, progress=count, batch_size=64 if idx.vectors else 256)
-            unit = "document" if xml else "line"
-            summary = report.as_dict()
-            summary["rejected"] = [{unit: line, "reason": reason} for line, reason in stream.report.rejected]
+            summary = report.as_dict()  # its "rejected" holds the loader's skipped lines / documents
             if getattr(stream, "skipped", 0):
                 summary["skipped_not_patents"] = stream.skipped
             totals[str(f)] = summary
             if not as_json:
                 typer.echo(
                     f"{f}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-                    f"{len(stream.report.rejected)} rejected; {report.passages_written} passages written"
+                    f"{len(report.rejected)} rejected; {report.passages_written} passages written"
                 )
-                for line, reason in stream.report.rejected[:20]:
-                    typer.echo(f"  {unit} {line}: {reason}", err=True)
+                for where, reason in report.rejected[:20]:
+                    typer.echo(f"  {where}: {reason}", err=True)
         stats = idx.stats()
     except PatentrankError as exc:
         fail(str(exc))
@@ -166,4 +164,14 @@ def stats(index_dir: IndexOption = None) -> None:
     path = Path(index_dir or get_settings().index_dir)
     if not (path / "docs.sqlite").exists():
         fail(f"no index at {path}")
-    typer.echo(json.dumps(PatentIndex(path, read_only=True).stats(), indent=2, ensure_ascii=False))
+    index = PatentIndex(path, read_only=True)
+    stats = index.stats()
+    recorded = index.meta.get("embedder")
+    if recorded:  # opened without a model, the index has no vector store: count the one on disk
+        from patentrank.index.stores import open_vector_store
+
+        store = open_vector_store(get_settings().vector_store, path, int(recorded["dim"]))
+        stats["vector_passages"] = store.count()
+        getattr(store, "close", lambda: None)()
+    index.close()
+    typer.echo(json.dumps(stats, indent=2, ensure_ascii=False))

@@ -50,9 +50,10 @@ def serve(
     """
     from pydantic import ValidationError
 
+    from patentrank.config import Settings
     from patentrank.engine import Engine
     from patentrank.errors import PatentrankError
-    from patentrank.server import ServerSettings, create_app
+    from patentrank.server import create_app
 
     overrides = {
         "host": host,
@@ -66,7 +67,7 @@ def serve(
         "dtype": dtype,
     }
     try:
-        settings = ServerSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         fail(f"invalid setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
@@ -112,11 +113,13 @@ def attach_index(engine: Any, settings: Any, say: Callable[[str], None]) -> Any:
 
     path = settings.index_dir
     try:
-        index, _ = open_index(path, engine.embedder, settings.vector_store, say)
+        index, dense_off = open_index(path, engine.embedder, settings.vector_store, say)
     except Exception as exc:  # any failure to open leaves the rest of the server running
         engine.load_errors["pipeline"] = f"the index at {path} could not be opened: {_one_line(exc)}"
         say(f"warning: search not available: {engine.load_errors['pipeline']}")
         return None
+    if dense_off:  # the embedder loaded, but this index refuses it: say why in searches and /health
+        engine.load_errors["dense"] = dense_off
     engine.pipeline = engine_pipeline(engine, index)
     return index
 

@@ -75,6 +75,8 @@ class XmlPatentStream(Iterator[Patent]):
     document that was skipped. With strict=True the first bad document raises InputError naming the
     file and the document."""
 
+    unit = "document"  # what a rejection's position counts, in `PatentIndex.add`'s report
+
     def __init__(
         self,
         path: Path,

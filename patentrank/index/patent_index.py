@@ -32,7 +32,8 @@ class IngestReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    # (where, reason): "line 3" / "document 2" of a loader stream, "patents[1]" of an HTTP request
+    rejected: list[tuple[str, str]] = field(default_factory=list)
     committed: int = 0
     passages_written: int = 0
     passages_removed: int = 0
@@ -49,6 +50,14 @@ class IngestReport:
             "passages_removed": self.passages_removed,
             "waiting_for_vectors": self.waiting_for_vectors,
         }
+
+
+def loader_rejections(patents: object) -> list[tuple[str, str]]:
+    """(where, reason) for each record a loader stream skipped (`corpus.PatentStream` counts lines,
+    the XML importers documents); nothing for a plain list of patents."""
+    loaded = getattr(patents, "report", None)
+    unit = getattr(patents, "unit", "record")
+    return [(f"{unit} {where}", str(reason)) for where, reason in getattr(loaded, "rejected", ())]
 
 
 class PatentIndex:
@@ -193,6 +202,7 @@ class PatentIndex:
                 if progress:
                     progress(len(batch))
             self._checkpoint(report, since_checkpoint, on_commit)
+        report.rejected += loader_rejections(patents)
         return report
 
     def _add_batch(self, patents: list[Patent], report: IngestReport) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -74,6 +75,8 @@ class Embedder:
         0
     """
 
+    is_remote = False  # in-process; RemoteEmbedder says True (models/base.py: EmbedderBackend)
+
     def __init__(
         self,
         model: str = DEFAULT_EMBEDDER,
@@ -114,6 +117,9 @@ class Embedder:
         self.st.eval()
         apply_plan(self.st, self.precision)
         self.tokenizer = self.st.tokenizer
+        # A fast tokenizer is reconfigured on every call (padding, truncation): two threads inside it
+        # at once (server ingest beside searches) fail with "Already borrowed" or mis-padded batches.
+        self._lock = threading.RLock()
         self.max_length = int(self.st.max_seq_length or max_length)
         full_dim = self.st.get_embedding_dimension()
         if not full_dim:
@@ -224,7 +230,8 @@ class Embedder:
         texts = _check_texts(texts, "texts")
         if not texts:
             return []
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        with self._lock:
+            encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def _batches(self, texts: list[str]) -> Iterator[list[int]]:
@@ -243,6 +250,12 @@ class Embedder:
             yield batch
 
     def _encode(
+        self, texts: list[str], dimensions: int | None, progress: bool, prompt: str
+    ) -> np.ndarray:
+        with self._lock:  # one call at a time in the tokenizer (and the model, which uses every core)
+            return self._encode_locked(texts, dimensions, progress, prompt)
+
+    def _encode_locked(
         self, texts: list[str], dimensions: int | None, progress: bool, prompt: str
     ) -> np.ndarray:
         dim = self._check_dimensions(dimensions)

@@ -171,9 +171,10 @@ class RemoteReranker(Ranking):
 
     Example:
         >>> reranker = RemoteReranker("http://gpu1:8000,http://gpu2:8000", model="Qwen/Qwen3-Reranker-0.6B")
-        >>> reranker.score("image denoising", ["U-Net removes image noise", "a gearbox"])  # doctest: +SKIP
-        [0.93, 0.01]
+        >>> scores = reranker.score("image denoising", ["U-Net removes noise", "a gearbox"])  # doctest: +SKIP
     """
+
+    is_remote = True  # models/base.py: the backend protocols
 
     def __init__(
         self,
@@ -295,6 +296,8 @@ class RemoteEmbedder:
         >>> embedder.embed_queries(["image denoising"]).shape  # doctest: +SKIP
         (1, 1024)
     """
+
+    is_remote = True  # models/base.py: the backend protocols
 
     def __init__(
         self,

@@ -55,6 +55,8 @@ def validate_request(query: str, documents: Sequence[str]) -> None:
 class Ranking:
     """`score` and `rank` for any reranker that implements `compute` (local or remote)."""
 
+    is_remote = False  # in-process; RemoteReranker says True (models/base.py: RerankerBackend)
+
     def compute(
         self,
         query: str,
@@ -89,12 +91,12 @@ class Reranker(Ranking):
     Scores follow the model card exactly: P(yes) = sigmoid(l_yes - l_no) at the last prompt token,
     computed in float32 whatever the model's dtype.
 
-    Example:
-        >>> reranker = Reranker("Qwen/Qwen3-Reranker-0.6B")      # or a local folder
-        >>> reranker.score("image denoising", ["U-Net removes image noise", "a gearbox"])
-        [0.93, 0.01]
-        >>> reranker.rank("image denoising", ["a gearbox", "U-Net removes image noise"])[0].index
-        1
+    Example (needs the model's weights, so not run by the doctests; `tests/test_reranker.py` checks
+    the scores against the model card's reference code):
+        >>> reranker = Reranker("Qwen/Qwen3-Reranker-0.6B")  # or a local folder      # doctest: +SKIP
+        >>> scores = reranker.score("image denoising", ["U-Net removes noise", "a gearbox"])  # doctest: +SKIP
+        >>> best = reranker.rank("image denoising", ["a gearbox", "U-Net removes noise"])[0]  # doctest: +SKIP
+        >>> # scores: one P(yes) in (0, 1) per document; best.index: the document ranked first
     """
 
     def __init__(

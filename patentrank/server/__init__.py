@@ -3,6 +3,5 @@
 from __future__ import annotations
 
 from patentrank.server.app import create_app
-from patentrank.server.settings import ServerSettings
 
-__all__ = ["ServerSettings", "create_app"]
+__all__ = ["create_app"]

@@ -47,7 +47,7 @@ async def models(request: Request) -> Response:
                 "owned_by": "patentrank",
                 "type": kind,
                 "aliases": sorted(a for a in aliases if "/" not in a and "\\" not in a),
-                "backend": "remote" if type(model).__name__.startswith("Remote") else "local",
+                "backend": "remote" if model.is_remote else "local",
             }
         )
     return json_response({"object": "list", "data": data})

@@ -15,6 +15,7 @@ from patentrank.engine import Engine
 from patentrank.errors import InputError
 from patentrank.fusion import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, DEFAULT_RRF_K
 from patentrank.index.filters import SearchFilter
+from patentrank.index.patent_index import IngestReport
 from patentrank.patent_ids import MAX_PATENT_ID_LENGTH, PATENT_ID_PATTERN, patent_id_problem
 from patentrank.search import MAX_CANDIDATES, MAX_TOP_N, SearchRequest
 from patentrank.server.errors import ApiError
@@ -155,12 +156,13 @@ async def ingest(body: IngestBody, request: Request) -> Response:
                 raise InputError(f"id {problem}", field="id")
             patents.append(patent)
         except InputError as exc:
-            rejected.append(
-                {"index": position, "id": record.get("id"), "field": exc.field, "reason": str(exc)}
-            )
-    report = await asyncio.to_thread(pipeline.index.add, patents) if patents else None
-    result = report.as_dict() if report else {"added": 0, "updated": 0, "unchanged": 0}
-    result["rejected"] = rejected
+            rejected.append((position, record.get("id"), exc.field, str(exc)))
+    report = await asyncio.to_thread(pipeline.index.add, patents) if patents else IngestReport()
+    report.rejected += [(f"patents[{position}]", reason) for position, _, _, reason in rejected]
+    result = report.as_dict()
+    # The report's {where, reason}, plus the request position, id and field a client can act on.
+    for entry, (position, patent_id, field, _) in zip(result["rejected"], rejected, strict=True):
+        entry.update(index=position, id=patent_id, field=field)
     result["index"] = await asyncio.to_thread(pipeline.index.stats)
     return json_response(result)
 

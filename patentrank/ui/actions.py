@@ -197,8 +197,7 @@ class UiActions:
             except PatentrankError:
                 index.sync()  # finish what was journaled before the failure: nothing stored is lost
                 raise
-            rejected = [(f"line {line}", reason) for line, reason in stream.report.rejected]
-            rejected += list(report.rejected)
+            rejected = list(report.rejected)  # the loader's skipped lines included
             return render.ingest_html(source.name, report.as_dict(), rejected, time.perf_counter() - began)
 
         outcome, error = attempt("indexing", go)
