@@ -42,6 +42,8 @@ CONFIGS = {
     "c": Config("(c) patentrank Reranker float32", "float32"),
     "d": Config("(d) patentrank Reranker bfloat16", "bfloat16"),
     "e": Config("(e) patentrank Reranker float32, shared query prefix computed once", "float32", True),
+    "f": Config("(f) patentrank Reranker dtype=auto (the default), shared prefix", "auto", True),
+    "g": Config("(g) patentrank Reranker dtype=int8 (ONNX Runtime)", "int8"),
 }
 
 # The Qwen3-Reranker prompt as a chat template for sentence-transformers' CrossEncoder, which maps a
@@ -190,7 +192,9 @@ def load_scorer(name: str, spec: dict[str, Any]) -> tuple[ScoreFn, dict[str, Any
         spec["model_dir"], device="cpu", dtype=config.dtype, max_length=max_length,
         share_prefix=config.share_prefix,
     )  # fmt: skip
-    return lambda q, d: reranker.compute(q, d, instruction).scores, {}
+    exported = getattr(reranker.scorer, "exported", None)  # int8: whether this load ran the export
+    extra = {"precision": reranker.precision.describe(), "exported": exported}
+    return lambda q, d: reranker.compute(q, d, instruction).scores, extra
 
 
 def select(items: list[Any], subset: list[list[int]] | None, query: int) -> list[Any]:
@@ -256,6 +260,12 @@ METHOD_NOTE = (
 )
 HEADERS = ["configuration", "dtype", "pairs/s", "tokens/s", "vs (a)", "scoring s", "model GFLOP/s",
            "of GEMM ceiling", "peak RSS", "RSS delta while scoring", "load s"]  # fmt: skip
+
+
+def gemm_dtype(dtype: str, result: dict[str, Any]) -> str:
+    """The GEMM ceiling a configuration is held to: bf16 for (mixed) bf16, else float32 (int8 included)."""
+    chosen = (result.get("precision") or {}).get("dtype", dtype)
+    return "bfloat16" if chosen.startswith("bfloat16") else "float32"
 
 
 def verdict(ok: bool) -> str:
@@ -326,6 +336,7 @@ def report(
     used = {n: [select(q, r["subset"], i) for i, q in enumerate(lengths)] for n, r in results.items()}
     tps = {n: sum(map(sum, used[n])) / r["seconds"] for n, r in results.items()}  # speeds: tokens/s
     flops = {n: useful_flops(cfg, [x for q in used[n] for x in q]) / r["seconds"] for n, r in results.items()}
+    ceilings = {n: bench.ceiling(gemm, gemm_dtype(CONFIGS[n].dtype, r)) for n, r in results.items()}
     rows = []
     for name, r in results.items():
         spec, pairs, sub = CONFIGS[name], sum(map(len, used[name])), r["subset"]
@@ -335,7 +346,7 @@ def report(
         rows.append([
             label, spec.dtype, f"{pairs / r['seconds']:.2f}", f"{tps[name]:.0f}",
             f"{tps[name] / tps['a']:.2f}x" if "a" in tps else "-", f"{r['seconds']:.1f}",
-            f"{flops[name] / 1e9:.1f}", f"{100 * flops[name] / bench.ceiling(gemm, spec.dtype):.0f}%",
+            f"{flops[name] / 1e9:.1f}", f"{100 * flops[name] / ceilings[name]:.0f}%",
             bench.gib(r["peak_rss_bytes"]), bench.gib(r["scoring_rss_delta_bytes"]),
             f"{r['load_seconds']:.1f}",
         ])  # fmt: skip
@@ -386,7 +397,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--docs-per-query", type=int, default=24)
     parser.add_argument("--min-tokens", type=int, default=64, help="shortest passage, in tokens")
     parser.add_argument("--max-tokens", type=int, default=512, help="longest passage, in tokens")
-    parser.add_argument("--configs", default="a,b,c,e,d", help="comma-separated subset of a,b,c,d,e")
+    parser.add_argument("--configs", default="a,b,c,e,d", help="comma-separated subset of a,b,c,d,e,f,g")
+    parser.add_argument(
+        "--calibrated", action="store_true",
+        help="score with the calibrated yes/no head (benchmarks/precision_study.py): realistic P(yes) spread",
+    )  # fmt: skip
+    parser.add_argument("--section", default="Reranker", help="the docs/benchmarks.md section to write")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--st-batch-size", type=int, default=8, help="CrossEncoder.predict batch size")
     parser.add_argument(
@@ -427,6 +443,10 @@ def main(argv: list[str] | None = None) -> None:
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     model_dir = model_folder(args.shape, args.seed, args.rebuild)
+    if args.calibrated:
+        from benchmarks.precision_study import calibrated_folder, calibration_prompts
+
+        model_dir = calibrated_folder(model_dir, args.seed, calibration_prompts(model_dir))
     cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     workload = bench.rerank_workload(
@@ -476,13 +496,17 @@ def main(argv: list[str] | None = None) -> None:
               f"peak RSS {bench.gib(r['peak_rss_bytes'])}")  # fmt: skip
 
     body = report(args, bench.machine_facts(threads), gemm, workload, lengths, cfg, results)
+    if {"f", "g"} & results.keys():
+        from benchmarks.precision_tables import precision_section
+
+        body += "\n" + precision_section(results, lengths, args.calibrated)
     print("\n" + body)
     raw = {"args": args.argv, "gemm": gemm, "prompt_lengths": lengths, "results": results}
     raw_path = bench.RESULTS_DIR / f"rerank-{args.shape}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     raw_path.write_text(json.dumps(raw), encoding="utf-8")
     if args.out != "-":
-        bench.replace_markdown_section(bench.REPO_ROOT / args.out, "Reranker", body)
-        print(f"wrote the Reranker section of {args.out}; raw results in {raw_path}")
+        bench.replace_markdown_section(bench.REPO_ROOT / args.out, args.section, body)
+        print(f"wrote the {args.section} section of {args.out}; raw results in {raw_path}")
 
 
 if __name__ == "__main__":
