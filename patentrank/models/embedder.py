@@ -209,8 +209,8 @@ class Embedder:
             batch_size=min(32, s.max_batch_size),
             batch_tokens=s.batch_tokens,
             instruction=s.instruction,
-            document_prompt=getattr(s, "document_prompt", None),
-            query_prompt=getattr(s, "query_prompt", None),
+            document_prompt=s.document_prompt,
+            query_prompt=s.query_prompt,
         )
 
     def _check_dimensions(self, dimensions: int | None) -> int:
