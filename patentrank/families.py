@@ -36,15 +36,17 @@ _NOT_WORD = re.compile(r"[\W_]+")  # punctuation, symbols and whitespace, in eve
 
 
 def normalised_text(title: str, abstract: str) -> str:
-    """Title + abstract as compared for duplicates: NFKC, casefolded, punctuation-insensitive,
-    whitespace collapsed (full-width and ASCII punctuation compare equal).
+    """Title + abstract as compared for duplicates: NFKC, casefolded, punctuation- and symbol-insensitive,
+    whitespace collapsed (full-width and ASCII forms compare equal).
 
     Example:
         >>> normalised_text("Waste-Heat  BOILER", "Ｆｌｕｅ， gas.")
         'waste heat boiler flue gas'
     """
-    text = unicodedata.normalize("NFKC", f"{title or ''} {abstract or ''}").casefold()
-    return _NOT_WORD.sub(" ", text).strip()
+    text = _NOT_WORD.sub(" ", f"{title or ''} {abstract or ''}")  # first: less text for NFKC to check
+    if not unicodedata.is_normalized("NFKC", text):  # NFKC is the costly step: only where it changes
+        text = _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text))  # e.g. Ｆｌｕｅ -> Flue
+    return text.casefold().strip()
 
 
 def family_id_of(metadata: Mapping[str, Any]) -> str | None:
