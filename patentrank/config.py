@@ -74,7 +74,15 @@ class Settings(BaseSettings):
     index_dir: Path = Path(".patentrank/index")
     vector_store: str = Field("faiss", description="'faiss', or a Milvus URI / Milvus Lite path")
     milvus_token: str | None = None
-    rerank_candidates: int = Field(50, ge=1, le=1000)
+    rerank_candidates: int = Field(
+        50, ge=1, le=1000, description="Passages a search reranks, when the request names no number; "
+        "the rerank stage's time is linear in it (docs/benchmarks.md, 'Rerank cost')",
+    )
+    rerank_passage_tokens: int | None = Field(
+        None, ge=16, le=8192, description="Cut each passage to this many tokens in a search's rerank "
+        "prompt (its '<Document>: ' label included; the query and the prompt's end are never cut); "
+        "None = whole passages. Saves time on passages longer than it (docs/benchmarks.md, 'Rerank cost')",
+    )
     instruction: str = PATENT_INSTRUCTION
 
     # Claim charts and combination search (docs/api.md, "Claim charts").

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from patentrank.corpus import Patent, patent_from_record
+from patentrank.cost import WorkMeter, token_counter
 from patentrank.errors import InputError
 from patentrank.evaluate import Collection, Results, evaluate_run
 from patentrank.search import SearchPipeline, SearchRequest
@@ -72,17 +74,21 @@ def run_stage(
     k: int = 100,
     candidates: int = 20,
     progress: bool = True,
+    meter: WorkMeter | None = None,
     collapse: bool = False,
 ) -> tuple[dict[str, dict[str, float]], float]:
     """The run (query id -> patent id -> score) of one stage, and its mean latency in ms per query.
 
     Scores are derived from the final rank, because reranked and non-reranked results carry scores
-    on different scales; the metrics only need the order.
+    on different scales; the metrics only need the order. `meter` times the reranker's calls.
     `collapse` is off by default: the collections judge twin publications as documents of their own.
     """
     request_args = dict(STAGE_REQUESTS[stage])
     if stage == "rerank" and pipeline.embed_query is None:
         request_args["mode"] = "lexical"  # rerank what the stages that exist retrieved
+    if meter is not None and pipeline.rerank is not None:
+        pipeline = copy.copy(pipeline)  # the caller's pipeline keeps its own, untimed reranker
+        pipeline.rerank = meter.timed_rerank(pipeline.rerank)
     run: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     for q in tqdm(queries, desc=stage, unit="query", disable=not progress):
@@ -112,10 +118,13 @@ def evaluate_pipeline(
     rerank_queries: int | None = None,
     progress: bool = True,
     on_stage: Callable[[str], None] | None = None,
+    on_estimate: Callable[[str], None] | None = None,
+    rerank_where: str = "this CPU",
     collapse: bool = False,
 ) -> EvalReport:
     """Every requested stage that can run, scored per language; `rerank_queries` limits the (slow)
-    rerank stage to the first N queries, scored against their own judgments only."""
+    rerank stage to the first N queries, scored against their own judgments only. `on_estimate` gets
+    the rerank stage's estimated time (measured on its first query, on `rerank_where`) at once."""
     report = EvalReport()
     missing = available_stages(pipeline)
     langs = collection.query_langs()
@@ -131,9 +140,21 @@ def evaluate_pipeline(
         queries = judged
         if stage == "rerank" and rerank_queries:
             queries = judged[:rerank_queries]
+        meter = None
+        if stage == "rerank" and on_estimate is not None:
+            meter = WorkMeter(
+                "reranking",
+                "pairs",
+                count_tokens=token_counter(None),
+                report=on_estimate,
+                where=rerank_where,
+                total_items=len(queries) * candidates,  # at most: a query may retrieve fewer passages
+                measured_on="the first query",
+            )
         run, ms = run_stage(
-            pipeline, queries, stage, k=k, candidates=candidates, progress=progress, collapse=collapse
-        )
+            pipeline, queries, stage, k=k, candidates=candidates, progress=progress, meter=meter,
+            collapse=collapse,
+        )  # fmt: skip
         qrels = {q["id"]: collection.qrels[q["id"]] for q in queries}
         name = stage if len(queries) == len(judged) else f"{stage} (first {len(queries)} queries)"
         report.results[name] = evaluate_run(run, qrels, langs)

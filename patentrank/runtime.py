@@ -53,11 +53,14 @@ def build_pipeline(
     index: PatentIndex,
     *,
     embed_query: Callable[[str, str | None], Any] | None,
-    rerank: Callable[[str, list[str], str | None], list[float]] | None,
+    rerank: Callable[..., list[float]] | None,
     errors: dict[str, str],
     instruction: str | None,
+    settings: Settings | None = None,
 ) -> SearchPipeline:
-    """A pipeline whose missing stages explain themselves with the models' load errors."""
+    """A pipeline whose missing stages explain themselves with the models' load errors; `settings`
+    gives its rerank candidates and passage cap (PATENTRANK_RERANK_CANDIDATES / _PASSAGE_TOKENS)."""
+    s = settings or Settings()
     embed_query = embed_query if index.vectors is not None else None
     unavailable = {}
     if embed_query is None:
@@ -71,6 +74,8 @@ def build_pipeline(
         rerank=rerank,
         unavailable=unavailable,
         default_instruction=instruction,
+        rerank_candidates=s.rerank_candidates,
+        rerank_passage_tokens=s.rerank_passage_tokens,
     )
 
 
@@ -92,9 +97,18 @@ def open_runtime(
     pipeline = build_pipeline(
         index,
         embed_query=(lambda q, i: embedder.embed_queries([q], instruction=i)[0]) if embedder else None,
-        rerank=(lambda q, docs, i: reranker.score(q, docs, instruction=i)) if reranker else None,
+        rerank=(
+            (
+                lambda q, docs, i, max_tokens_per_doc=None: (
+                    reranker.compute(q, docs, i, max_tokens_per_doc).scores
+                )
+            )
+            if reranker
+            else None
+        ),
         errors=errors,
         instruction=settings.instruction,
+        settings=settings,
     )
     return Runtime(index, pipeline, reranker, embedder, errors)
 
@@ -112,10 +126,15 @@ def engine_pipeline(engine: Any, index: PatentIndex) -> SearchPipeline:
             else None
         ),
         rerank=(
-            (lambda q, docs, i: engine.rerank_sync(q, docs, instruction=i).scores)
+            (
+                lambda q, docs, i, max_tokens_per_doc=None: (
+                    engine.rerank_sync(q, docs, instruction=i, max_tokens_per_doc=max_tokens_per_doc).scores
+                )
+            )
             if engine.reranker is not None
             else None
         ),
         errors=engine.load_errors,
         instruction=engine.settings.instruction,
+        settings=engine.settings,
     )

@@ -25,13 +25,16 @@ from patentrank.index.patent_index import PatentIndex
 from patentrank.text import analyze, highlight_terms
 
 Mode = Literal["lexical", "dense", "hybrid"]
-RerankFn = Callable[[str, list[str], str | None], list[float]]
+# rerank(query, documents, instruction) -> P(yes) per document; called with `max_tokens_per_doc=T` as
+# well when a passage cap is set (PATENTRANK_RERANK_PASSAGE_TOKENS or the request's).
+RerankFn = Callable[..., list[float]]
 EmbedQueryFn = Callable[[str, str | None], np.ndarray]
 
 _PUBLICATION_NUMBER = re.compile(r"^[A-Z]{2}\d{4,}[A-Z]?\d?$")
 MAX_TOP_N = 1000
 MAX_CANDIDATES = 1000
 MAX_RETRIEVE_K = 10_000  # also how far collapsing widens retrieval to keep a page full
+MAX_PASSAGE_TOKENS = 8192
 
 
 @dataclass
@@ -53,7 +56,8 @@ class SearchRequest:
     filter: SearchFilter = field(default_factory=SearchFilter)
     top_n: int = 10
     rerank: bool = True
-    candidates: int = 50  # passages sent to the reranker
+    candidates: int | None = None  # passages sent to the reranker; None: the pipeline's (the setting)
+    max_passage_tokens: int | None = None  # cut each in the rerank prompt; None: the pipeline's
     retrieve_k: int = 200  # passages taken from each retriever
     passages_per_patent: int = 3  # at most this many of one patent's passages are reranked
     fusion: str = DEFAULT_FUSION  # "score" (normalised scores) or "rrf": patentrank/fusion.py
@@ -75,11 +79,14 @@ class SearchRequest:
         for name, low, high in (
             ("top_n", 1, MAX_TOP_N),
             ("candidates", 1, MAX_CANDIDATES),
+            ("max_passage_tokens", 1, MAX_PASSAGE_TOKENS),
             ("retrieve_k", 1, 10_000),
             ("passages_per_patent", 1, 100),
             ("rrf_k", 1, 10_000),
         ):
             value = getattr(self, name)
+            if value is None and name in ("candidates", "max_passage_tokens"):
+                continue  # the pipeline's default
             if not isinstance(value, int) or not low <= value <= high:
                 raise InputError(f"{name} must be an integer from {low} to {high}", field=name)
         for name in ("lexical_weight", "dense_weight"):
@@ -156,7 +163,9 @@ class SearchPipeline:
 
     `embed_query(text, instruction)` gives a query vector (None: no dense stage); `rerank(query,
     documents, instruction)` gives P(yes) scores (None: no rerank stage). `unavailable` explains a
-    missing stage (e.g. the model load error) in the response.
+    missing stage (e.g. the model load error) in the response. `rerank_candidates` and
+    `rerank_passage_tokens` are used by requests that do not set `candidates` / `max_passage_tokens`
+    (the settings PATENTRANK_RERANK_CANDIDATES and PATENTRANK_RERANK_PASSAGE_TOKENS).
 
     Example (the bundled sample corpus, lexical only; pass `embed_query` / `rerank` for the others):
         >>> import tempfile
@@ -178,8 +187,12 @@ class SearchPipeline:
         rerank: RerankFn | None = None,
         unavailable: dict[str, str] | None = None,
         default_instruction: str | None = None,
+        rerank_candidates: int = 50,
+        rerank_passage_tokens: int | None = None,
     ) -> None:
         self.index = index
+        self.rerank_candidates = rerank_candidates
+        self.rerank_passage_tokens = rerank_passage_tokens
         self.embed_query = embed_query if index.vectors is not None else None
         self.rerank = rerank
         self.unavailable = dict(unavailable or {})
@@ -331,21 +344,27 @@ class SearchPipeline:
             reason = self.unavailable.get("rerank", "no reranker is configured")
             stages["rerank"] = {"ran": False, "reason": reason}
             return []
+        candidates = req.candidates or self.rerank_candidates
+        cap = req.max_passage_tokens or self.rerank_passage_tokens
         chosen: list[PassageHit] = []
         per_patent: dict[str, int] = {}
         for hit in hits:
             if per_patent.get(hit.patent_id, 0) < req.passages_per_patent:
                 per_patent[hit.patent_id] = per_patent.get(hit.patent_id, 0) + 1
                 chosen.append(hit)
-                if len(chosen) >= req.candidates:
+                if len(chosen) >= candidates:
                     break
         self._attach_texts(chosen)
         t = time.perf_counter()
         if chosen:
-            scores = self.rerank(req.query, [h.text for h in chosen], instruction)
+            texts = [h.text for h in chosen]
+            if cap is None:
+                scores = self.rerank(req.query, texts, instruction)
+            else:
+                scores = self.rerank(req.query, texts, instruction, max_tokens_per_doc=cap)
             for hit, score in zip(chosen, scores, strict=True):
                 hit.rerank_score = float(score)
-        stages["rerank"] = {"ran": True, "ms": _ms(t), "pairs": len(chosen)}
+        stages["rerank"] = {"ran": True, "ms": _ms(t), "pairs": len(chosen), "passage_tokens": cap}
         return chosen
 
     def _aggregate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,7 @@ def evaluate(
     from tqdm import tqdm
 
     from patentrank.config import get_settings
+    from patentrank.cost import track_ingest, where_it_runs
     from patentrank.errors import PatentrankError
     from patentrank.eval_runner import collection_patents, evaluate_pipeline
     from patentrank.evaluate import format_table, load_collection, plot_results
@@ -50,14 +52,20 @@ def evaluate(
         ["reranker"] if "rerank" in wanted else []
     )
     say = (lambda line: typer.echo(line, err=True)) if not as_json else (lambda line: None)
+    estimate = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731  (also with --json)
     try:
         coll = load_collection(collection, split=split, show_progress=not as_json)
         folder = index_dir or Path(".patentrank/eval") / coll.name
         runtime = open_runtime(settings, folder, roles=roles, report=lambda line: typer.echo(line, err=True))
         rejected: list[tuple[str, str]] = []
         patents = collection_patents(coll, rejected)
+        embedder = runtime.embedder if runtime.index.vectors is not None else None
         with tqdm(total=len(patents), desc="indexing", unit="doc", disable=as_json) as bar:
-            ingest = runtime.index.add(patents, progress=bar.update)
+            # After the first batch: how long embedding the collection will take, then the time left.
+            progress, on_embedded = track_ingest(bar, embedder, estimate)
+            ingest = runtime.index.add(
+                patents, progress=progress, on_embedded=on_embedded, batch_size=64 if embedder else 256
+            )
         say(f"index {folder}: {ingest.added} added, {ingest.unchanged} cached, {len(rejected)} unreadable")
         report = evaluate_pipeline(
             runtime.pipeline,
@@ -67,6 +75,8 @@ def evaluate(
             rerank_queries=rerank_queries,
             progress=not as_json,
             on_stage=lambda s: say(f"running {s}"),
+            on_estimate=estimate,
+            rerank_where=where_it_runs(runtime.reranker),
         )
     except PatentrankError as exc:
         fail(str(exc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,6 +74,7 @@ def index(
 
     from patentrank.config import get_settings
     from patentrank.corpus import load_patents
+    from patentrank.cost import track_ingest
     from patentrank.errors import PatentrankError
     from patentrank.importers import XML_FORMATS, is_xml_path, load_xml_patents, xml_size
     from patentrank.runtime import load_some_models
@@ -101,13 +103,17 @@ def index(
                 stream: Any = load_xml_patents(
                     f, format=file_format, strict=strict, language=language, on_bytes=bar.update
                 )
-                count: Any = lambda n: None  # noqa: E731
             else:
                 stream = load_patents(f, field_map=mapping, strict=strict)
                 bar = tqdm(total=_count_records(f), desc=f.name, unit="patent", disable=as_json)
-                count = bar.update
+            # The time embedding will take is said after the first batch (on stderr, even with --json).
+            embedder = idx.embedder if idx.vectors is not None else None
+            say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731
+            progress, on_embedded = track_ingest(bar, embedder, say, bar_counts_patents=not xml)
             with bar:
-                report = idx.add(stream, progress=count, batch_size=64 if idx.vectors else 256)
+                report = idx.add(
+                    stream, progress=progress, on_embedded=on_embedded, batch_size=64 if embedder else 256
+                )
             summary = report.as_dict()  # its "rejected" holds the loader's skipped lines / documents
             if getattr(stream, "skipped", 0):
                 summary["skipped_not_patents"] = stream.skipped

@@ -50,7 +50,10 @@ def search(
         list[str] | None, typer.Option(help="Country/office code, e.g. CN (repeatable).")
     ] = None,
     rerank: Annotated[bool, typer.Option(help="Rerank the candidates with the reranker.")] = True,
-    candidates: Annotated[int, typer.Option(min=1, max=1000, help="Passages to rerank.")] = 50,
+    candidates: Annotated[
+        int | None,
+        typer.Option(min=1, max=1000, help="Passages to rerank (default: PATENTRANK_RERANK_CANDIDATES, 50)."),
+    ] = None,
     instruction: Annotated[str | None, typer.Option(help="Task instruction for the models.")] = None,
     min_score: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Drop results under this score.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from patentrank.index.lexical_rebuild import LEXICAL_DIR, OLD_LEXICAL_DIR, finis
 
 META_FILE = "index.json"
 LEXICAL, VECTOR = "lexical", "vector"
+EmbedObserver = Callable[[Sequence[str], float], None]  # (passages embedded, seconds it took)
 
 
 @dataclass
@@ -96,6 +98,7 @@ class PatentIndex:
         self.max_tokens = max_tokens
         self.embedder = embedder
         self._write_lock = threading.Lock()
+        self._on_embedded: EmbedObserver | None = None
         self.meta = self._read_meta()
         self.docstore = DocStore(self.path / "docs.sqlite", stages=(LEXICAL, VECTOR))
         self.lexical = self._open_lexical()
@@ -177,14 +180,16 @@ class PatentIndex:
         checkpoint_every: int = 5000,
         progress: Callable[[int], None] | None = None,
         on_commit: Callable[[int], None] | None = None,
+        on_embedded: EmbedObserver | None = None,
     ) -> IngestReport:
         """Add or update patents (same id = update; identical content = unchanged).
 
         `progress(n)` is called after every batch with the patents read; `on_commit(total)` each
-        time a checkpoint makes them durable in every index.
+        time a checkpoint makes them durable in every index; `on_embedded(texts, seconds)` after each
+        embedder call (what `patentrank.cost.WorkMeter.observe` takes, to estimate the time left).
         """
         report = IngestReport()
-        with self._write_lock, self._lexical_writer():
+        with self._write_lock, self._lexical_writer(), self._observing(on_embedded):
             since_checkpoint = 0
             batch: list[Patent] = []
             for patent in patents:
@@ -222,6 +227,22 @@ class PatentIndex:
         return len(unique)
 
     @contextlib.contextmanager
+    def _observing(self, on_embedded: EmbedObserver | None) -> Iterator[None]:
+        self._on_embedded = on_embedded
+        try:
+            yield
+        finally:
+            self._on_embedded = None
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        assert self.embedder is not None
+        began = time.perf_counter()
+        vectors = self.embedder.embed_documents(texts)
+        if self._on_embedded is not None:
+            self._on_embedded(texts, time.perf_counter() - began)
+        return vectors
+
+    @contextlib.contextmanager
     def _lexical_writer(self) -> Iterator[None]:
         """Hold the lexical writer for one write call only, so other processes can write between calls
         (a server that ingested once must not lock `patentrank index` out)."""
@@ -243,7 +264,7 @@ class PatentIndex:
         if len(removed):
             self.vectors.delete(removed.tolist())
         if written:
-            vectors = self.embedder.embed_documents([p.text for p, _ in written])
+            vectors = self._embed([p.text for p, _ in written])
             self.vectors.upsert([p.passage_id for p, _ in written], vectors, [f for _, f in written])
 
     def _checkpoint(self, report: IngestReport, newly: int, on_commit: Callable[[int], None] | None) -> None:

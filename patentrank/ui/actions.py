@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from patentrank.config import Settings
 from patentrank.corpus import load_patents
+from patentrank.cost import WorkMeter, token_counter, where_it_runs
 from patentrank.engine import Engine, StageUnavailable
 from patentrank.errors import InputError, PatentrankError
 from patentrank.index.filters import SearchFilter, date_to_int
@@ -21,6 +22,7 @@ from patentrank.ui.status import index_stats, status_line
 logger = logging.getLogger("patentrank.ui")
 T = TypeVar("T")
 ProgressFn = Callable[..., Any]
+RERANK_PROBE = 8  # documents scored first to time the reranker when there are more than twice as many
 
 
 def split_list(text: str | None) -> list[str]:
@@ -138,8 +140,17 @@ class UiActions:
 
     # ------------------------------------------------------------ rerank
 
-    def rerank(self, query: str, documents_text: str, instruction: str | None = None) -> str:
-        """Score each line of `documents_text` against `query`; sorted results or an error box."""
+    def rerank(
+        self,
+        query: str,
+        documents_text: str,
+        instruction: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> str:
+        """Score each line of `documents_text` against `query`; sorted results or an error box.
+
+        Many documents are scored in two calls: the first few time the reranker, and the estimate for
+        the rest is shown in the progress bar at once, and beneath the results."""
         query = (query or "").strip()
         documents = parse_lines(documents_text)
         s = self.settings
@@ -160,11 +171,27 @@ class UiActions:
                 )
 
         def go() -> str:
-            self.engine.require_reranker()
-            result = self.engine.rerank_sync(
-                query, documents, instruction=(instruction or "").strip() or None
-            )
-            return render.rerank_html(documents, result.scores, result.truncated)
+            reranker = self.engine.require_reranker()
+            instr = (instruction or "").strip() or None
+            if len(documents) <= 2 * RERANK_PROBE:
+                result = self.engine.rerank_sync(query, documents, instruction=instr)
+                return render.rerank_html(documents, result.scores, result.truncated)
+            notes: list[str] = []
+            meter = WorkMeter(
+                "reranking", "documents", count_tokens=token_counter(None), report=notes.append,
+                where=where_it_runs(reranker), total_items=len(documents),
+                measured_on=f"the first {RERANK_PROBE}",
+            )  # fmt: skip
+            began = time.perf_counter()
+            head = self.engine.rerank_sync(query, documents[:RERANK_PROBE], instruction=instr)
+            meter.observe([f"{query}\n{d}" for d in documents[:RERANK_PROBE]], time.perf_counter() - began)
+            if progress is not None:
+                progress((RERANK_PROBE, len(documents)), desc=" ".join(notes), unit="documents")
+            tail = self.engine.rerank_sync(query, documents[RERANK_PROBE:], instruction=instr)
+            scores = head.scores + tail.scores
+            truncated = head.truncated + [RERANK_PROBE + i for i in tail.truncated]
+            took = f"estimated first: {' '.join(notes)}; took {time.perf_counter() - began:.1f} s"
+            return render.rerank_html(documents, scores, truncated) + render.notice_html(took)
 
         outcome, error = attempt("rerank", go)
         return outcome if outcome is not None else render.error_html(error or "rerank failed")
@@ -182,23 +209,37 @@ class UiActions:
             total = _estimate_records(source)
             stream = load_patents(source, strict=False)
             done = 0
+            notes: list[str] = []  # the embedding estimate, shown in the progress bar once measured
+            meter = None
+            if index.vectors is not None and index.embedder is not None:
+                meter = WorkMeter(
+                    "embedding", "passages", count_tokens=token_counter(index.embedder),
+                    report=notes.append, where=where_it_runs(index.embedder),
+                    fraction_done=lambda: done / total if total else None,
+                )  # fmt: skip
 
-            def advance(count: int) -> None:
+            def after_batch(count: int) -> None:
                 nonlocal done
                 done += count
+                if meter is not None:
+                    meter.checkpoint()
                 if progress is not None:
-                    progress((min(done, total or done), total or None), desc="Indexing", unit="patents")
+                    desc = "Indexing" + (f" — {' '.join(notes)}" if notes else "")
+                    progress((min(done, total or done), total or None), desc=desc, unit="patents")
 
             if progress is not None:
                 progress((0, total or None), desc="Indexing", unit="patents")
             began = time.perf_counter()
             try:
-                report = index.add(stream, batch_size=64, progress=advance)
+                on_embedded = meter.observe if meter is not None else None
+                report = index.add(stream, batch_size=64, progress=after_batch, on_embedded=on_embedded)
             except PatentrankError:
                 index.sync()  # finish what was journaled before the failure: nothing stored is lost
                 raise
             rejected = list(report.rejected)  # the loader's skipped lines included
-            return render.ingest_html(source.name, report.as_dict(), rejected, time.perf_counter() - began)
+            took = time.perf_counter() - began
+            html = render.ingest_html(source.name, report.as_dict(), rejected, took)
+            return html + (render.notice_html(f"estimated first: {' '.join(notes)}") if notes else "")
 
         outcome, error = attempt("indexing", go)
         summary = outcome if outcome is not None else render.error_html(error or "indexing failed")

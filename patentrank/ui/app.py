@@ -142,8 +142,12 @@ def _rerank_tab(gr: Any, actions: UiActions, settings: Settings) -> None:
     example.click(
         lambda: (EXAMPLE_QUERY, EXAMPLE_DOCUMENTS), None, [query, documents], api_visibility="private"
     )
+
+    def rerank(q: str, docs: str, instr: str, progress: Any = gr.Progress()) -> str:
+        return numbered(actions.rerank(q, docs, instr, progress))  # many documents: an estimate first
+
     button.click(
-        lambda q, docs, instr: numbered(actions.rerank(q, docs, instr)),
+        rerank,
         [query, documents, instruction],
         results,
         api_visibility="private",
