@@ -15,7 +15,7 @@ import torch
 from patentrank.config import DEFAULT_RERANKER
 from patentrank.errors import ModelLoadError
 from patentrank.models.loading import load_pretrained, locate_model, resolve_device, resolve_dtype
-from patentrank.models.reranker import Ranking, RerankOutput, validate_request
+from patentrank.models.reranker import Ranking, validate_request
 from patentrank.models.scorer import plan_batches
 
 RerankerKind = Literal["yes-no", "cross-encoder"]
@@ -288,24 +288,6 @@ class CrossEncoderReranker(Ranking):
             if progress is not None:
                 progress(len(batch))
         return out
-
-    def compute(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None = None,
-        max_tokens_per_doc: int | None = None,
-    ) -> RerankOutput:
-        """Scores (sigmoid of the relevance logit), raw logits and token usage, like `Reranker.compute`."""
-        pairs = self.encode(query, documents, instruction, max_tokens_per_doc)
-        logits = self.score_encoded(pairs)
-        scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        return RerankOutput(
-            scores=scores.tolist(),
-            logits=logits.tolist(),
-            prompt_tokens=sum(len(p.input_ids) for p in pairs),
-            truncated=[i for i, p in enumerate(pairs) if p.truncated],
-        )
 
 
 def _default_prompt(model: str) -> str:

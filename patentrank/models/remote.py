@@ -16,7 +16,7 @@ from patentrank.config import DEFAULT_INSTRUCTION
 from patentrank.errors import InputError, PatentrankError
 from patentrank.models.embedder import QUERY_TEMPLATE
 from patentrank.models.prompt import ASSISTANT_SUFFIX, SYSTEM_PREFIX, document_part, query_part
-from patentrank.models.reranker import Ranking, RerankOutput, validate_request
+from patentrank.models.reranker import Ranking, validate_request
 
 # Where each kind of rerank server listens; all but vLLM get plain (query, document) texts.
 RERANK_APIS = {"vllm": "/v1/rerank", "tei": "/rerank", "infinity": "/rerank", "cohere": "/v1/rerank"}
@@ -266,19 +266,6 @@ class RemoteReranker(Ranking):
         tiny = np.finfo(np.float64).tiny
         p = np.clip(probabilities, tiny, 1.0 - np.finfo(np.float64).epsneg)
         return np.log(p) - np.log1p(-p)
-
-    def compute(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None = None,
-        max_tokens_per_doc: int | None = None,
-    ) -> RerankOutput:
-        """Scores and (estimated) token usage, like `Reranker.compute`."""
-        pairs = self.encode(query, documents, instruction, max_tokens_per_doc)
-        logits = self.score_encoded(pairs)
-        scores = 1.0 / (1.0 + np.exp(-logits))
-        return RerankOutput(scores.tolist(), logits.tolist(), sum(p.num_tokens for p in pairs), [])
 
     def close(self) -> None:
         self.endpoints.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -53,9 +53,22 @@ def validate_request(query: str, documents: Sequence[str]) -> None:
 
 
 class Ranking:
-    """`score` and `rank` for any reranker that implements `compute` (local or remote)."""
+    """`compute`, `score` and `rank` for any reranker that implements `encode` and `score_encoded`
+    (local or remote): a score is the sigmoid of the pair's relevance logit."""
 
     is_remote = False  # in-process; RemoteReranker says True (models/base.py: RerankerBackend)
+
+    def encode(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+    ) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def score_encoded(self, pairs: Sequence[Any]) -> np.ndarray:
+        raise NotImplementedError
 
     def compute(
         self,
@@ -64,7 +77,13 @@ class Ranking:
         instruction: str | None = None,
         max_tokens_per_doc: int | None = None,
     ) -> RerankOutput:
-        raise NotImplementedError
+        """Scores, raw logits and token usage (a remote model's is estimated) for one query's documents."""
+        pairs = self.encode(query, documents, instruction, max_tokens_per_doc)
+        logits = np.asarray(self.score_encoded(pairs), dtype=np.float64)
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        tokens = sum(p.num_tokens if hasattr(p, "num_tokens") else len(p.input_ids) for p in pairs)
+        truncated = [i for i, p in enumerate(pairs) if getattr(p, "truncated", False)]
+        return RerankOutput(scores.tolist(), logits.tolist(), tokens, truncated)
 
     def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
         """P(yes) for each document, in input order."""
@@ -211,20 +230,3 @@ class Reranker(Ranking):
             out[plain] = self.scorer.logits([pairs[i].input_ids for i in plain], progress=progress)
         return out
 
-    def compute(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None = None,
-        max_tokens_per_doc: int | None = None,
-    ) -> RerankOutput:
-        """Scores, raw logits and token usage for one query and its documents."""
-        pairs = self.encode(query, documents, instruction, max_tokens_per_doc)
-        logits = self.score_encoded(pairs)
-        scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        return RerankOutput(
-            scores=scores.tolist(),
-            logits=logits.tolist(),
-            prompt_tokens=sum(len(p.input_ids) for p in pairs),
-            truncated=[i for i, p in enumerate(pairs) if p.truncated],
-        )
