@@ -183,3 +183,29 @@ def test_lexical_index_reproduces_the_readme_bm25_baselines(name: str) -> None:
         assert got["MRR@100"] == pytest.approx(mrr, abs=0.01), lang
         assert expected_recall == pytest.approx(recall, abs=max(0.01, 2 * sd)), lang
         assert got["Recall@100"] <= expected_recall + 1e-9
+
+
+def test_eval_collapses_twins_only_when_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from patentrank.cli import app
+
+    collection = tmp_path / "twins"
+    collection.mkdir()
+    text = {"title": "Waste heat boiler", "abstract": "A boiler recovers heat from flue gas of a furnace."}
+    corpus = [
+        {"id": "CN1A", **text},
+        {"id": "CN1B", **text},  # the same publication again: a twin
+        {"id": "US2A", "title": "Gearbox", "abstract": "A helical gearbox for wind turbines."},
+    ]
+    (collection / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus), encoding="utf-8")
+    (collection / "queries.dev.jsonl").write_text('{"id": "q1", "text": "waste heat boiler flue gas"}\n')
+    (collection / "qrels.dev.tsv").write_text("q1\tCN1A\t2\nq1\tCN1B\t1\n", encoding="utf-8")
+    base = ["eval", "--collection", str(collection), "--index", str(tmp_path / "ix"), "--stages", "lexical"]
+
+    def recall(*extra: str) -> float:
+        out = CliRunner().invoke(app, [*base, *extra, "--json", "--plot", str(tmp_path / "c.png")]).output
+        return json.loads(out.splitlines()[-1])["lexical"]["all"]["Recall@100"]
+
+    assert recall() == 1.0  # both twins are results, as the judgments count them
+    assert recall("--collapse") == 0.5  # the twin is listed on the kept result, not ranked

@@ -74,3 +74,38 @@ def test_search_request_defaults_are_the_measured_ones() -> None:
     req = SearchRequest("q")
     assert req.fusion == DEFAULT_FUSION == "score"
     assert (req.lexical_weight, req.dense_weight) == (0.6, 0.4)
+
+
+def test_cli_search_takes_the_fusion_and_its_weights(
+    tmp_path: Path, tiny_embedder_path: Path, monkeypatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from patentrank.cli import app
+    from patentrank.config import get_settings
+    from patentrank.corpus import load_patents, sample_corpus_path
+    from patentrank.index.patent_index import PatentIndex
+    from patentrank.models.embedder import Embedder
+
+    folder = tmp_path / "ix"
+    index = PatentIndex(folder, embedder=Embedder(str(tiny_embedder_path), device="cpu"))
+    index.add(load_patents(sample_corpus_path()))
+    index.close()
+    monkeypatch.setenv("PATENTRANK_EMBEDDER_MODEL", str(tiny_embedder_path))
+    get_settings.cache_clear()
+    base = ["search", "battery thermal management", "--index", str(folder), "--no-rerank", "-n", "20"]
+
+    def fused(*extra: str) -> list[float]:
+        out = CliRunner().invoke(app, [*base, *extra, "--json"], catch_exceptions=False).output
+        return [r["best_passage"]["fused_score"] for r in json.loads(out.splitlines()[-1])["results"]]
+
+    try:
+        rrf = fused("--fusion", "rrf", "--lexical-weight", "1", "--dense-weight", "1")
+        assert max(rrf) <= 2 / 61 + 1e-12  # reciprocal ranks, k = 60
+        assert max(fused()) > 0.1  # the default: normalised scores
+        bad = CliRunner().invoke(app, [*base, "--fusion", "vote"])
+        assert bad.exit_code == 2 and "fusion" in bad.output
+    finally:
+        get_settings.cache_clear()

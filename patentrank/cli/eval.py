@@ -32,6 +32,13 @@ def evaluate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print {stage: {language: {metric: value}}} as JSON.")
     ] = False,
+    collapse: Annotated[
+        bool,
+        typer.Option(
+            help="Collapse families and same-text twins as search does (off: the collections judge twin "
+            "publications as documents of their own, as the BM25 baselines count them)."
+        ),
+    ] = False,
 ) -> None:
     """Index a collection (cached) and report each stage's quality per query language.
 
@@ -77,6 +84,7 @@ def evaluate(
             on_stage=lambda s: say(f"running {s}"),
             on_estimate=estimate,
             rerank_where=where_it_runs(runtime.reranker),
+            collapse=collapse,
         )
     except PatentrankError as exc:
         fail(str(exc))

@@ -10,6 +10,7 @@ import typer
 
 from patentrank.cli.app import app, fail
 from patentrank.cli.index import IndexOption
+from patentrank.fusion import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 
 
 def _marked(text: str, spans: list[tuple[int, int]], width: int = 300) -> str:
@@ -62,6 +63,15 @@ def search(
         bool,
         typer.Option(help="One row per invention: family members and same-text twins listed on the best."),
     ] = True,
+    fusion: Annotated[
+        str, typer.Option(help="How hybrid combines the lists: score (normalised scores) or rrf.")
+    ] = DEFAULT_FUSION,
+    lexical_weight: Annotated[float, typer.Option(min=0.0, help="Weight of BM25 in the fusion.")] = (
+        DEFAULT_LEXICAL_WEIGHT
+    ),
+    dense_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the dense list in the fusion.")] = (
+        DEFAULT_DENSE_WEIGHT
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the full response as JSON.")] = False,
 ) -> None:
     """Search the index: BM25 + dense retrieval, fused, filtered, reranked; one row per patent.
@@ -103,6 +113,9 @@ def search(
             instruction=instruction,
             min_score=min_score,
             collapse=collapse,
+            fusion=fusion,
+            lexical_weight=lexical_weight,
+            dense_weight=dense_weight,
         )
         response = runtime.pipeline.search(request)
     except PatentrankError as exc:
