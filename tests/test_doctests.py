@@ -25,7 +25,6 @@ NOT_YET_RUNNABLE = {
     "patentrank.index.milvus_store",
     "patentrank.index.patent_index",
     "patentrank.index.stores",
-    "patentrank.models.embedder",
     "patentrank.models.prompt",
     "patentrank.server.app",
     "patentrank.ui.actions",

