@@ -127,8 +127,8 @@ class CrossEncoderReranker(Ranking):
 
     Example:
         >>> reranker = CrossEncoderReranker("BAAI/bge-reranker-v2-m3")  # or a folder  # doctest: +SKIP
-        >>> reranker.score("image denoising", ["U-Net removes image noise", "a gearbox"])  # doctest: +SKIP
-        [0.97, 0.0003]
+        >>> scores = reranker.score("image denoising", ["U-Net removes noise", "a gearbox"])  # doctest: +SKIP
+        >>> # scores: sigmoid of each pair's relevance logit, as sentence-transformers' CrossEncoder gives
     """
 
     kind: RerankerKind = "cross-encoder"
