@@ -36,9 +36,13 @@ def passage_id_for(patent_id: str, ordinal: int) -> int:
 class Passage:
     """A searchable piece of one patent: title+abstract, a claim group, or description paragraphs.
 
+    `Passage.make` derives the id from the patent id and the ordinal, so re-indexing the same patent
+    gives the same ids.
+
     Example:
-        >>> Passage.make("EP3456789B1", 0, "title_abstract", "Battery pack ...").passage_id > 0
-        True
+        >>> passage = Passage.make("EP3456789B1", 0, "title_abstract", "Battery pack with a cooling plate.")
+        >>> passage.passage_id == passage_id_for("EP3456789B1", 0), passage.field
+        (True, 'title_abstract')
     """
 
     passage_id: int
@@ -80,6 +84,12 @@ def split_claims(text: str) -> list[str]:
     """One claims string split on its numbering (1., 2., 3. in order); unnumbered text splits on lines.
 
     A short heading before claim 1 ("What is claimed is:", "权利要求书") is dropped; longer text is kept.
+
+    Example:
+        >>> split_claims("What is claimed is: 1. A battery pack. 2. The pack of claim 1, made of steel.")
+        ['A battery pack.', 'The pack of claim 1, made of steel.']
+        >>> split_claims("1. 一种电池包，包括冷却板。2. 根据权利要求1所述的电池包，其中冷却板为铝制。")
+        ['一种电池包，包括冷却板。', '根据权利要求1所述的电池包，其中冷却板为铝制。']
     """
     text = text.strip()
     if not text:
@@ -107,6 +117,12 @@ def claim_parent(claim: str, number: int) -> int | None:
     """The earlier claim (1-based) that claim `number` depends on, or None for an independent claim.
 
     With several references ("claim 2 or 3") the lowest counts; "any preceding claim" means claim 1.
+
+    Example:
+        >>> claim_parent("The pack of claim 2 or 3, wherein the plate is aluminium.", 4)
+        2
+        >>> claim_parent("根据权利要求1所述的电池包", 2), claim_parent("A vehicle.", 5)
+        (1, None)
     """
     refs = [int(m.group(1)) for m in _CLAIM_REF.finditer(claim)]
     earlier = [r for r in refs if 1 <= r < number]
@@ -143,6 +159,10 @@ def approx_tokens(text: str) -> int:
     """A cheap Qwen3-like token estimate: CJK characters and digits 1 each, words 1.3, symbols 1.
 
     On Chinese it overestimates (Qwen3 merges frequent character pairs), so budgets stay safe.
+
+    Example:
+        >>> approx_tokens("lithium battery anode"), approx_tokens("锂电池负极材料")
+        (4, 7)
     """
     total = 0.0
     for match in _TOKEN_PIECES.finditer(text):
@@ -178,6 +198,10 @@ def pack(units: Sequence[str], count: TokenCounter, max_tokens: int, sep: str = 
     """Greedily join units (with sep) into chunks of at most max_tokens as `count` measures them.
 
     A unit that alone is over budget is split into sentences, and a sentence over budget is cut.
+
+    Example:
+        >>> pack(["First paragraph here.", "Second one.", "A third paragraph."], approx_tokens, max_tokens=10)
+        ['First paragraph here.\\nSecond one.', 'A third paragraph.']
     """
     fits = _FitCheck(count, max_tokens, sep)
     chunks: list[str] = []
@@ -271,9 +295,26 @@ def patent_passages(
     """Passages of one patent, each within max_tokens: title+abstract first, then each independent
     claim with its dependent claims (numbered as in the patent), then description paragraphs.
 
+    `token_counter` defaults to `approx_tokens`; pass `tokenizer_counter(tokenizer)` to count with
+    the reranker's own tokenizer.
+
     Example:
-        >>> [p.field for p in patent_passages(patent)]
-        ['title_abstract', 'claim', 'claim', 'description']
+        >>> from patentrank.corpus import Patent
+        >>> patent = Patent(
+        ...     id="EP3456789B1",
+        ...     title="Battery pack",
+        ...     abstract="A pack with a cooling plate.",
+        ...     claims=["A battery pack comprising a cooling plate.",
+        ...             "The pack of claim 1, wherein the plate is aluminium.",
+        ...             "A method of cooling a battery pack."],
+        ...     description="The pack holds twelve cells.\\nThe plate carries coolant.",
+        ... )
+        >>> passages = patent_passages(patent)
+        >>> [(p.ordinal, p.field) for p in passages]
+        [(0, 'title_abstract'), (1, 'claim'), (2, 'claim'), (3, 'description')]
+        >>> print(passages[1].text)
+        1. A battery pack comprising a cooling plate.
+        2. The pack of claim 1, wherein the plate is aluminium.
     """
     if max_tokens < MIN_MAX_TOKENS:
         raise InputError(f"max_tokens must be at least {MIN_MAX_TOKENS}", field="max_tokens")
