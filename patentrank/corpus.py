@@ -233,6 +233,12 @@ def patent_from_record(record: Mapping[str, Any], field_map: Mapping[str, str] |
     DEFAULT_ALIASES ("lang" -> language, "ipc"/"cpc" -> codes, ...). Dates take the forms of
     `parse_date`; list fields take a JSON list or a string (';'-separated, claims split on their
     numbering). Source fields nothing reads go into metadata (e.g. the shared data's `year_range`).
+
+    Example:
+        >>> patent = patent_from_record({"pub_no": "EP3456789B1", "title": "Battery pack",
+        ...                              "ipc": "H01M 10/60; H01M 50/20", "year_range": "2015-2020"})
+        >>> patent.id, patent.codes, patent.metadata
+        ('EP3456789B1', ['H01M 10/60', 'H01M 50/20'], {'year_range': '2015-2020'})
     """
     field_map = dict(field_map or {})
     unknown = set(field_map) - set(TARGETS)
@@ -280,8 +286,13 @@ class PatentStream(Iterator[Patent]):
     (the store keeps the last).
 
     Example:
-        >>> stream = load_patents("patents.jsonl", strict=False)
-        >>> patents = list(stream); print(stream.report.summary())
+        >>> import pathlib, tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder, "patents.jsonl")
+        ...     _ = path.write_text('{"id": "EP3456789B1", "title": "Battery pack"}\\n{"title": "no id"}\\n')
+        ...     stream = load_patents(path, strict=False)
+        ...     print([patent.id for patent in stream], stream.report.rejected)
+        ['EP3456789B1'] [(2, 'missing id (the publication number)')]
     """
 
     unit = "line"  # what a rejection's position counts, in `PatentIndex.add`'s report

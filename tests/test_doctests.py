@@ -17,7 +17,6 @@ import patentrank
 
 MODULES = sorted(info.name for info in pkgutil.walk_packages(patentrank.__path__, "patentrank."))
 NOT_YET_RUNNABLE = {
-    "patentrank.corpus",
     "patentrank.index.docstore",
     "patentrank.index.faiss_store",
     "patentrank.index.filters",
