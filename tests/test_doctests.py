@@ -19,7 +19,6 @@ MODULES = sorted(info.name for info in pkgutil.walk_packages(patentrank.__path__
 NOT_YET_RUNNABLE = {
     "patentrank.index.docstore",
     "patentrank.index.faiss_store",
-    "patentrank.index.filters",
     "patentrank.index.milvus_store",
     "patentrank.index.patent_index",
     "patentrank.index.stores",

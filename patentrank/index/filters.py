@@ -17,7 +17,12 @@ def normalize_code(code: str) -> str:
 
 
 def date_to_int(value: dt.date | str | int | None) -> int:
-    """YYYYMMDD as an int (0 when unknown), the form stores index and compare."""
+    """YYYYMMDD as an int (0 when unknown), the form stores index and compare.
+
+    Example:
+        >>> date_to_int("2019-03-01"), date_to_int(dt.date(2019, 3, 1)), date_to_int(None)
+        (20190301, 20190301, 0)
+    """
     if value is None or value == "" or value == 0:
         return 0
     if isinstance(value, int):
@@ -31,7 +36,15 @@ def date_to_int(value: dt.date | str | int | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PassageFields:
-    """What a vector or lexical store keeps beside each passage so that filters run inside it."""
+    """What a vector or lexical store keeps beside each passage so that filters run inside it.
+
+    `Patent.fields()` builds them from a patent; every passage of that patent carries the same.
+
+    Example:
+        >>> fields = PassageFields("US2021118123A1", language="en", codes=("h04l 9/32",), priority=20190301)
+        >>> fields.codes_text
+        '|H04L9/32|'
+    """
 
     patent_id: str
     language: str = ""
@@ -55,7 +68,13 @@ class SearchFilter:
     shown to be prior art.
 
     Example:
-        >>> SearchFilter(before="2020-01-01", code_prefixes=["H04L"], languages=["en", "zh"])
+        >>> flt = SearchFilter(before="2020-01-01", code_prefixes=["H04L"], languages=["en", "zh"])
+        >>> flt.matches(PassageFields("US2", language="en", codes=("H04L9/32",), priority=20190301))
+        True
+        >>> flt.matches(PassageFields("CN1", language="zh", priority=20190301))  # no H04L code
+        False
+        >>> flt.to_milvus()
+        '(priority > 0 and priority < 20200101) and (codes like "%|H04L%") and language in ["en", "zh"]'
     """
 
     date_field: DateField = "priority"
@@ -101,7 +120,14 @@ class SearchFilter:
 
     def to_sql(self) -> tuple[str, list[object]]:
         """A WHERE clause over columns patent_id, language, jurisdiction, codes, priority, filing,
-        publication (as `PassageFields` names them), with its parameters; '1=1' when empty."""
+        publication (as `PassageFields` names them), with its parameters; '1=1' when empty.
+
+        Example:
+            >>> SearchFilter(before="2020-01-01", languages=["zh"]).to_sql()
+            ('(priority > 0 AND priority < ?) AND language IN (?)', [20200101, 'zh'])
+            >>> SearchFilter().to_sql()
+            ('1=1', [])
+        """
         clauses: list[str] = []
         params: list[object] = []
         if self.before:
