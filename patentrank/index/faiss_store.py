@@ -67,12 +67,24 @@ class FaissStore(FaissSearch):
     matching codes for small matching sets; a widened beam or more probed lists otherwise, falling
     back to brute force for any row that comes back short).
 
-    Example:
-        >>> store = FaissStore("/data/index/faiss", dim=256)
+    Example (three-dimensional vectors; an embedder's have 384 or 1024):
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from patentrank.index.filters import PassageFields, SearchFilter
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> store = FaissStore(folder.name, dim=3)
+        >>> vectors = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]], dtype=np.float32)
         >>> store.upsert([1, 2], vectors, [PassageFields("CN1"), PassageFields("US2", codes=("H04L9/32",))])
-        >>> store.search(query_vectors, k=10, flt=SearchFilter(code_prefixes=["H04L"]))
-        [[(2, 0.83)]]
-        >>> store.save()
+        >>> query = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+        >>> [(pid, round(score, 2)) for pid, score in store.search(query, k=10)[0]]
+        [(1, 1.0), (2, 0.6)]
+        >>> [pid for pid, _ in store.search(query, k=10, flt=SearchFilter(code_prefixes=["H04L"]))[0]]
+        [2]
+        >>> store.close()  # saves; the folder opens again with what was stored
+        >>> with FaissStore(folder.name, dim=3) as again:
+        ...     again.count()
+        2
+        >>> folder.cleanup()
     """
 
     def __init__(
