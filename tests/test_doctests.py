@@ -20,11 +20,8 @@ NOT_YET_RUNNABLE = {
     "patentrank.index.docstore",
     "patentrank.index.milvus_store",
     "patentrank.index.patent_index",
-    "patentrank.index.stores",
     "patentrank.models.prompt",
-    "patentrank.server.app",
     "patentrank.ui.actions",
-    "patentrank.ui.app",
 }
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

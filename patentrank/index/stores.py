@@ -45,9 +45,18 @@ def open_vector_store(
     The Milvus collection is `collection`, else ``patentrank_<index folder name>``. Extra `options`
     go to the store's constructor (e.g. ``hnsw_threshold`` for FAISS, ``index_type`` for Milvus).
 
-    Example:
-        >>> store = open_vector_store("faiss", ".patentrank/index", 1024)
-        >>> store = open_vector_store("http://milvus:19530", ".patentrank/index", 1024, token="root:Milvus")
+    Example (a Milvus server is opened the same way: ``open_vector_store("http://milvus:19530", path,
+    1024, token="root:Milvus")``):
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> store = open_vector_store("faiss", folder.name, 1024)
+        >>> type(store).__name__, store.path.name, store.count()
+        ('FaissStore', 'faiss', 0)
+        >>> store.close()
+        >>> open_vector_store("milvus", folder.name, 1024)
+        Traceback (most recent call last):
+        patentrank.errors.InputError: vector_store 'milvus' is not understood: use 'faiss', a Milvus URI ...
+        >>> folder.cleanup()
     """
     if isinstance(settings_or_uri, str) or settings_or_uri is None:
         uri = (settings_or_uri or "faiss").strip()
@@ -80,7 +89,12 @@ def open_vector_store(
 
 
 def default_collection_name(index_dir: Path) -> str:
-    """'patentrank_<folder>' with only the characters Milvus allows in a collection name."""
+    """'patentrank_<folder>' with only the characters Milvus allows in a collection name.
+
+    Example:
+        >>> default_collection_name(Path("/data/wasteheat-index"))
+        'patentrank_wasteheat_index'
+    """
     stem = re.sub(r"[^0-9A-Za-z_]", "_", index_dir.resolve().name or "index")
     return f"patentrank_{stem}"[:255]
 
