@@ -59,11 +59,19 @@ class MilvusStore:
     has a `timeout_s`; an unreachable Milvus raises `VectorStoreUnavailable` and the next call
     reconnects, reloading the collection if the server came back with it released.
 
-    Example:
-        >>> store = MilvusStore("http://milvus:19530", 1024, token="root:Milvus", index_type="HNSW")
-        >>> store = MilvusStore("/data/index/vectors.db", 1024)            # Milvus Lite
-        >>> store.upsert([1], vectors, [PassageFields("CN1", language="zh", priority=20190301)])
-        >>> store.search(query_vectors, k=10, flt=SearchFilter(before="2020-01-01"))
+    Example (Milvus Lite in a temporary folder; a server is ``MilvusStore("http://milvus:19530", 1024,
+    token="root:Milvus")``, used the same way):
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from patentrank.index.filters import PassageFields, SearchFilter
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> store = MilvusStore(f"{folder.name}/vectors.db", dim=3)
+        >>> vectors = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]], dtype=np.float32)
+        >>> store.upsert([1, 2], vectors, [PassageFields("CN1", priority=20190301), PassageFields("US2")])
+        >>> store.search(vectors[0], k=10, flt=SearchFilter(before="2020-01-01"))
+        [[(1, 1.0)]]
+        >>> store.close()
+        >>> folder.cleanup()
     """
 
     def __init__(
