@@ -17,7 +17,6 @@ import patentrank
 
 MODULES = sorted(info.name for info in pkgutil.walk_packages(patentrank.__path__, "patentrank."))
 NOT_YET_RUNNABLE = {
-    "patentrank.index.docstore",
     "patentrank.index.patent_index",
     "patentrank.models.prompt",
     "patentrank.ui.actions",

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -19,60 +16,24 @@ from patentrank.chunking import Passage
 from patentrank.corpus import Patent
 from patentrank.errors import InputError, PatentrankError
 from patentrank.families import Identity, identity
+from patentrank.index.docstore_rows import (
+    FIELD_COLUMNS,
+    JSON_IDS,
+    PASSAGE_COLUMNS,
+    as_array,
+    content_hash,
+    fields_from_row,
+    ids_json,
+    passage_rows,
+    patent_from_row,
+    patent_row,
+)
+from patentrank.index.docstore_schema import SCHEMA_VERSION, connect, init_schema
 from patentrank.index.filters import PassageFields, SearchFilter
 
-SCHEMA_VERSION = 1
+__all__ = ["DEFAULT_STAGES", "SCHEMA_VERSION", "DocStore", "UpsertResult"]
+
 DEFAULT_STAGES: tuple[str, ...] = ("lexical", "vector")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS patents (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    abstract TEXT NOT NULL,
-    claims TEXT NOT NULL,            -- JSON list of strings
-    description TEXT,
-    priority_date TEXT,              -- ISO dates, NULL when unknown
-    filing_date TEXT,
-    publication_date TEXT,
-    codes TEXT NOT NULL,             -- JSON list
-    applicants TEXT NOT NULL,        -- JSON list
-    language TEXT NOT NULL,
-    jurisdiction TEXT NOT NULL,
-    metadata TEXT NOT NULL,          -- JSON object
-    content_hash TEXT NOT NULL       -- sha256 of the patent and its passages
-);
-CREATE TABLE IF NOT EXISTS passages (
-    passage_id INTEGER PRIMARY KEY,
-    patent_id TEXT NOT NULL REFERENCES patents(id),
-    ordinal INTEGER NOT NULL,
-    field TEXT NOT NULL,
-    text TEXT NOT NULL,
-    language TEXT NOT NULL,          -- the PassageFields columns that SearchFilter.to_sql() names
-    jurisdiction TEXT NOT NULL,
-    codes TEXT NOT NULL,             -- PassageFields.codes_text: '|A61B5/00|G06N3/08|'
-    priority INTEGER NOT NULL,       -- YYYYMMDD, 0 = unknown
-    filing INTEGER NOT NULL,
-    publication INTEGER NOT NULL,
-    UNIQUE (patent_id, ordinal)
-);
-CREATE INDEX IF NOT EXISTS passages_priority ON passages(priority);
-CREATE INDEX IF NOT EXISTS passages_filing ON passages(filing);
-CREATE INDEX IF NOT EXISTS passages_publication ON passages(publication);
-CREATE INDEX IF NOT EXISTS passages_language ON passages(language);
-CREATE INDEX IF NOT EXISTS passages_jurisdiction ON passages(jurisdiction);
--- What each index (stage) still has to do: 'index' a written passage or 'delete' a removed one.
-CREATE TABLE IF NOT EXISTS pending (
-    passage_id INTEGER NOT NULL,
-    stage TEXT NOT NULL,
-    action TEXT NOT NULL CHECK (action IN ('index', 'delete')),
-    PRIMARY KEY (passage_id, stage)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS pending_stage ON pending(stage, action);
-"""
-
-_PASSAGE_COLUMNS = "passage_id, patent_id, ordinal, field, text"
-_FIELD_COLUMNS = "patent_id, language, jurisdiction, codes, priority, filing, publication"
-_JSON_IDS = "(SELECT value FROM json_each(?))"
 
 
 @dataclass
@@ -90,27 +51,6 @@ class UpsertResult:
         return self.added, self.updated, self.unchanged
 
 
-def _ids_json(ids: Iterable[int] | np.ndarray) -> str:
-    # One JSON parameter with json_each() instead of thousands of '?': no SQLite variable limit.
-    return orjson.dumps([int(i) for i in ids]).decode()
-
-
-def _as_array(ids: Iterable[int]) -> np.ndarray:
-    return np.array(sorted(set(ids)), dtype=np.int64)
-
-
-def _fields_from_row(row: Sequence[Any]) -> PassageFields:
-    patent_id, language, jurisdiction, codes_text, priority, filing, publication = row
-    codes = tuple(codes_text.strip("|").split("|")) if codes_text else ()
-    return PassageFields(patent_id, language, jurisdiction, codes, priority, filing, publication)
-
-
-def _content_hash(patent: Patent, passages: Sequence[Passage]) -> str:
-    # Passages count too: re-chunking with another budget must rewrite an otherwise identical patent.
-    payload = [patent.to_dict(), [(p.passage_id, p.ordinal, p.field, p.text) for p in passages]]
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 class DocStore:
     """Patents and passages in one SQLite file (WAL mode; JSON columns, never pickle).
 
@@ -124,9 +64,25 @@ class DocStore:
     Run one indexer per stage at a time: a re-upsert between reading and marking is not detected.
 
     Example:
-        >>> store = DocStore("index/docs.sqlite")
-        >>> result = store.upsert_patents([patent], {patent.id: patent_passages(patent)})
-        >>> store.allowed_passage_ids(SearchFilter(before="2015-01-01", languages=["zh"]))
+        >>> import datetime, tempfile
+        >>> from patentrank.chunking import patent_passages
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> store = DocStore(f"{folder.name}/docs.sqlite")
+        >>> patents = [
+        ...     Patent(id="CN103456789A", title="一种锂电池负极材料", claims=["一种负极材料，包括硅。"],
+        ...            priority_date=datetime.date(2013, 5, 6)),
+        ...     Patent(id="US2021118123A1", title="Silicon anode", priority_date=datetime.date(2019, 3, 1)),
+        ... ]
+        >>> result = store.upsert_patents(patents, {p.id: patent_passages(p) for p in patents})
+        >>> result.counts, len(result.written_ids), len(store.pending_ids("lexical"))
+        ((2, 0, 0), 3, 3)
+        >>> allowed = store.allowed_passage_ids(SearchFilter(before="2015-01-01", languages=["zh"]))
+        >>> [(p.patent_id, p.field) for p in store.get_passages(allowed)]
+        [('CN103456789A', 'title_abstract'), ('CN103456789A', 'claim')]
+        >>> store.upsert_patents(patents, {p.id: patent_passages(p) for p in patents}).counts  # unchanged
+        (0, 0, 2)
+        >>> store.close()
+        >>> folder.cleanup()
     """
 
     def __init__(self, path: str | Path, *, stages: Sequence[str] = DEFAULT_STAGES, timeout_s: float = 30.0):
@@ -140,7 +96,7 @@ class DocStore:
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write_lock:
-            self._init_schema(self._conn())
+            init_schema(self._conn(), self.path)
 
     # ------------------------------------------------------------ connections
 
@@ -150,33 +106,11 @@ class DocStore:
             return conn
         if self._closed:
             raise PatentrankError(f"the document store {self.path} is closed")
-        try:
-            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in _write).
-            # check_same_thread=False only so that close() may close other threads' connections.
-            conn = sqlite3.connect(
-                self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
-            conn.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.DatabaseError as exc:
-            raise PatentrankError(f"cannot open the document store {self.path}: {exc}") from None
+        conn = connect(self.path, self._timeout_s)
         self._local.conn = conn
         with self._connections_lock:
             self._connections.append(conn)
         return conn
-
-    def _init_schema(self, conn: sqlite3.Connection) -> None:
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise PatentrankError(f"{self.path} is not a patentrank document store: {exc}") from None
-        if version not in (0, SCHEMA_VERSION):
-            raise PatentrankError(
-                f"{self.path} has schema version {version}; this patentrank reads version {SCHEMA_VERSION}"
-            )
-        if version == 0:
-            conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -222,7 +156,7 @@ class DocStore:
         with self._write() as conn:
             for patent in patents:
                 passages = self._checked_passages(patent, passages_by_patent)
-                digest = _content_hash(patent, passages)
+                digest = content_hash(patent, passages)
                 row = conn.execute("SELECT content_hash FROM patents WHERE id = ?", (patent.id,)).fetchone()
                 if row and row[0] == digest:
                     result.unchanged += 1
@@ -240,7 +174,7 @@ class DocStore:
                 written.update(new_ids)
             self._journal(conn, removed, "delete")
             self._journal(conn, written, "index")
-        result.removed_ids, result.written_ids = _as_array(removed), _as_array(written)
+        result.removed_ids, result.written_ids = as_array(removed), as_array(written)
         return result
 
     @staticmethod
@@ -256,26 +190,13 @@ class DocStore:
         return passages
 
     def _insert(self, conn: sqlite3.Connection, patent: Patent, passages: list[Passage], digest: str) -> None:
-        d = patent.to_dict()
         conn.execute(
-            "INSERT OR REPLACE INTO patents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                *(d[k] for k in ("id", "title", "abstract")),
-                orjson.dumps(d["claims"]).decode(),
-                *(d[k] for k in ("description", "priority_date", "filing_date", "publication_date")),
-                orjson.dumps(d["codes"]).decode(),
-                orjson.dumps(d["applicants"]).decode(),
-                d["language"],
-                d["jurisdiction"],
-                orjson.dumps(d["metadata"]).decode(),
-                digest,
-            ),
+            "INSERT OR REPLACE INTO patents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", patent_row(patent, digest)
         )
-        f = patent.fields()
-        shared = (f.language, f.jurisdiction, f.codes_text, f.priority, f.filing, f.publication)
-        rows = [(p.passage_id, p.patent_id, p.ordinal, p.field, p.text, *shared) for p in passages]
         try:
-            conn.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany(
+                "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?,?,?)", passage_rows(patent, passages)
+            )
         except sqlite3.IntegrityError as exc:
             raise PatentrankError(
                 f"cannot store the passages of {patent.id}: {exc} (a passage id collision or a duplicate "
@@ -290,12 +211,12 @@ class DocStore:
         """Remove patents and their passages; returns the removed passage ids (journaled as deletes)."""
         params = (orjson.dumps(list(ids)).decode(),)
         with self._write() as conn:
-            sql = f"SELECT passage_id FROM passages WHERE patent_id IN {_JSON_IDS}"
+            sql = f"SELECT passage_id FROM passages WHERE patent_id IN {JSON_IDS}"
             removed = [r[0] for r in conn.execute(sql, params)]
-            conn.execute(f"DELETE FROM passages WHERE patent_id IN {_JSON_IDS}", params)
-            conn.execute(f"DELETE FROM patents WHERE id IN {_JSON_IDS}", params)
+            conn.execute(f"DELETE FROM passages WHERE patent_id IN {JSON_IDS}", params)
+            conn.execute(f"DELETE FROM patents WHERE id IN {JSON_IDS}", params)
             self._journal(conn, removed, "delete")
-        return _as_array(removed)
+        return as_array(removed)
 
     # ------------------------------------------------------------ journal
 
@@ -323,8 +244,8 @@ class DocStore:
         self._check_stage(stage)
         with self._write() as conn:
             conn.execute(
-                f"DELETE FROM pending WHERE stage = ? AND passage_id IN {_JSON_IDS}",
-                (stage, _ids_json(ids)),
+                f"DELETE FROM pending WHERE stage = ? AND passage_id IN {JSON_IDS}",
+                (stage, ids_json(ids)),
             )
 
     def clear_pending(self, stage: str) -> None:
@@ -340,38 +261,30 @@ class DocStore:
 
     def get_patents(self, ids: Iterable[str]) -> dict[str, Patent]:
         """The stored patents among `ids`, keyed by id (unknown ids are absent)."""
-        sql = f"SELECT * FROM patents WHERE id IN {_JSON_IDS}"
+        sql = f"SELECT * FROM patents WHERE id IN {JSON_IDS}"
         cursor = self._conn().execute(sql, (orjson.dumps(list(ids)).decode(),))
         names = [c[0] for c in cursor.description]
-        out: dict[str, Patent] = {}
-        for row in cursor:
-            d = dict(zip(names, row, strict=True))
-            d.pop("content_hash")
-            for key in ("claims", "codes", "applicants", "metadata"):
-                d[key] = orjson.loads(d[key])
-            for key in ("priority_date", "filing_date", "publication_date"):
-                d[key] = dt.date.fromisoformat(d[key]) if d[key] else None
-            out[d["id"]] = Patent(**d)
-        return out
+        patents = (patent_from_row(names, row) for row in cursor)
+        return {patent.id: patent for patent in patents}
 
     def get_identities(self, ids: Iterable[str]) -> dict[str, Identity]:
         """`families.Identity` (family id, normalised title + abstract) of the stored patents among
         `ids`; reads only those columns, so collapsing a few hundred candidates stays cheap."""
         sql = (
             "SELECT id, title, abstract, json_extract(metadata, '$.family_id') FROM patents "
-            f"WHERE id IN {_JSON_IDS}"
+            f"WHERE id IN {JSON_IDS}"
         )
         rows = self._conn().execute(sql, (orjson.dumps(list(ids)).decode(),))
         return {r[0]: identity(r[1], r[2], r[3]) for r in rows}
 
     def _select_ids(self, columns: str, ids: Iterable[int] | np.ndarray) -> sqlite3.Cursor:
-        sql = f"SELECT {columns} FROM passages WHERE passage_id IN {_JSON_IDS} ORDER BY passage_id"
-        return self._conn().execute(sql, (_ids_json(ids),))
+        sql = f"SELECT {columns} FROM passages WHERE passage_id IN {JSON_IDS} ORDER BY passage_id"
+        return self._conn().execute(sql, (ids_json(ids),))
 
     def get_passages(self, ids: Iterable[int] | np.ndarray) -> list[Passage]:
         """Passages in the order of `ids`; unknown ids are skipped."""
         ids = [int(i) for i in ids]
-        found = {row[0]: Passage(*row) for row in self._select_ids(_PASSAGE_COLUMNS, ids)}
+        found = {row[0]: Passage(*row) for row in self._select_ids(PASSAGE_COLUMNS, ids)}
         return [found[i] for i in ids if i in found]
 
     def get_passage_heads(self, ids: Iterable[int] | np.ndarray) -> dict[int, tuple[str, str]]:
@@ -380,22 +293,22 @@ class DocStore:
 
     def get_fields(self, ids: Iterable[int] | np.ndarray) -> dict[int, PassageFields]:
         """The filter fields of these passages, keyed by passage id."""
-        return {r[0]: _fields_from_row(r[1:]) for r in self._select_ids(f"passage_id, {_FIELD_COLUMNS}", ids)}
+        return {r[0]: fields_from_row(r[1:]) for r in self._select_ids(f"passage_id, {FIELD_COLUMNS}", ids)}
 
     def passages_of(self, patent_id: str) -> list[Passage]:
-        sql = f"SELECT {_PASSAGE_COLUMNS} FROM passages WHERE patent_id = ? ORDER BY ordinal"
+        sql = f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE patent_id = ? ORDER BY ordinal"
         return [Passage(*row) for row in self._conn().execute(sql, (patent_id,))]
 
     def iter_passages(
         self, batch_size: int = 1000, ids: Iterable[int] | np.ndarray | None = None
     ) -> Iterator[list[tuple[Passage, PassageFields]]]:
         """Batches of (passage, fields) in passage id order: all passages, or only `ids` (e.g. pending)."""
-        columns = f"{_PASSAGE_COLUMNS}, {_FIELD_COLUMNS}"
+        columns = f"{PASSAGE_COLUMNS}, {FIELD_COLUMNS}"
         if ids is not None:
             wanted = sorted({int(i) for i in ids})
             for start in range(0, len(wanted), batch_size):
                 rows = self._select_ids(columns, wanted[start : start + batch_size])
-                if batch := [(Passage(*r[:5]), _fields_from_row(r[5:])) for r in rows]:
+                if batch := [(Passage(*r[:5]), fields_from_row(r[5:])) for r in rows]:
                     yield batch
             return
         last = -1  # keyset pagination: stable and cheap however large the table
@@ -407,7 +320,7 @@ class DocStore:
             )
             .fetchall()
         ):
-            yield [(Passage(*r[:5]), _fields_from_row(r[5:])) for r in rows]
+            yield [(Passage(*r[:5]), fields_from_row(r[5:])) for r in rows]
             last = rows[-1][0]
 
     def allowed_passage_ids(self, flt: SearchFilter | None = None) -> np.ndarray:

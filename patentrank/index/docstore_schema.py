@@ -1,0 +1,98 @@
+"""The document store's SQLite file: its tables, its schema version, and how a connection is opened."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from patentrank.errors import PatentrankError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS patents (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    abstract TEXT NOT NULL,
+    claims TEXT NOT NULL,            -- JSON list of strings
+    description TEXT,
+    priority_date TEXT,              -- ISO dates, NULL when unknown
+    filing_date TEXT,
+    publication_date TEXT,
+    codes TEXT NOT NULL,             -- JSON list
+    applicants TEXT NOT NULL,        -- JSON list
+    language TEXT NOT NULL,
+    jurisdiction TEXT NOT NULL,
+    metadata TEXT NOT NULL,          -- JSON object
+    content_hash TEXT NOT NULL       -- sha256 of the patent and its passages
+);
+CREATE TABLE IF NOT EXISTS passages (
+    passage_id INTEGER PRIMARY KEY,
+    patent_id TEXT NOT NULL REFERENCES patents(id),
+    ordinal INTEGER NOT NULL,
+    field TEXT NOT NULL,
+    text TEXT NOT NULL,
+    language TEXT NOT NULL,          -- the PassageFields columns that SearchFilter.to_sql() names
+    jurisdiction TEXT NOT NULL,
+    codes TEXT NOT NULL,             -- PassageFields.codes_text: '|A61B5/00|G06N3/08|'
+    priority INTEGER NOT NULL,       -- YYYYMMDD, 0 = unknown
+    filing INTEGER NOT NULL,
+    publication INTEGER NOT NULL,
+    UNIQUE (patent_id, ordinal)
+);
+CREATE INDEX IF NOT EXISTS passages_priority ON passages(priority);
+CREATE INDEX IF NOT EXISTS passages_filing ON passages(filing);
+CREATE INDEX IF NOT EXISTS passages_publication ON passages(publication);
+CREATE INDEX IF NOT EXISTS passages_language ON passages(language);
+CREATE INDEX IF NOT EXISTS passages_jurisdiction ON passages(jurisdiction);
+-- What each index (stage) still has to do: 'index' a written passage or 'delete' a removed one.
+CREATE TABLE IF NOT EXISTS pending (
+    passage_id INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('index', 'delete')),
+    PRIMARY KEY (passage_id, stage)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_stage ON pending(stage, action);
+"""
+
+
+def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
+    """A connection in WAL mode with explicit transactions (BEGIN IMMEDIATE) and foreign keys on.
+
+    check_same_thread=False only so that `DocStore.close()` may close other threads' connections;
+    each thread still uses its own.
+    """
+    try:
+        conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.DatabaseError as exc:
+        raise PatentrankError(f"cannot open the document store {path}: {exc}") from None
+    return conn
+
+
+def init_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the tables in a new file; refuse a file that is not a store or has another version.
+
+    Example:
+        >>> import sqlite3
+        >>> conn = sqlite3.connect(":memory:", isolation_level=None)
+        >>> init_schema(conn, Path(":memory:"))
+        >>> conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        True
+        >>> _ = conn.execute("PRAGMA user_version = 7")
+        >>> init_schema(conn, Path("docs.sqlite"))
+        Traceback (most recent call last):
+        patentrank.errors.PatentrankError: docs.sqlite has schema version 7; this patentrank reads version 1
+    """
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise PatentrankError(f"{path} is not a patentrank document store: {exc}") from None
+    if version not in (0, SCHEMA_VERSION):
+        raise PatentrankError(
+            f"{path} has schema version {version}; this patentrank reads version {SCHEMA_VERSION}"
+        )
+    if version == 0:
+        conn.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
