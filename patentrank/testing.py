@@ -51,6 +51,21 @@ def qwen3_tokenizer_dir() -> Path | None:
     return shared / "tokenizers" / "qwen3" if shared else None
 
 
+def me5_small_dir() -> Path | None:
+    """A real multilingual-e5-small folder built by `../shared/models/build-me5-small`, if one exists:
+    $PATENTRANK_ME5, `../shared/models/me5-small`, or the repository's `.cache/me5-small` (where
+    `scripts/test` builds it when `../shared` is present)."""
+    shared = find_shared_dir()
+    for candidate in (
+        os.environ.get("PATENTRANK_ME5"),
+        shared / "models" / "me5-small" if shared else None,
+        Path(__file__).resolve().parents[1] / ".cache" / "me5-small",
+    ):
+        if candidate and (Path(candidate) / "model.safetensors").is_file():
+            return Path(candidate)
+    return None
+
+
 def build_random_qwen3(
     out_dir: str | Path,
     shape: str = "tiny",

@@ -21,13 +21,13 @@ import torch
 
 from patentrank.config import Settings
 from patentrank.engine import Engine
-from patentrank.engine_models import load_model
 from patentrank.errors import ModelLoadError
 from patentrank.models.cross_encoder import CrossEncoderReranker, load_reranker
+from patentrank.models.factory import load_model
 from patentrank.models.remote import RemoteReranker
 from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
-from patentrank.testing import build_random_cross_encoder, find_shared_dir
+from patentrank.testing import build_random_cross_encoder, me5_small_dir
 
 QUERY = "gear lubrication with an oil pump"
 DOCS = [
@@ -46,12 +46,8 @@ MAX_LENGTH = 128
 
 def real_xlmr_tokenizer() -> Path | None:
     """A folder with the real XLM-R tokenizer.json: $PATENTRANK_XLMR_TOKENIZER, or a multilingual-e5-small
-    built into ../shared/models/me5-small by ../shared/models/build-me5-small."""
-    shared = find_shared_dir()
-    for candidate in (
-        os.environ.get("PATENTRANK_XLMR_TOKENIZER"),
-        shared / "models" / "me5-small" if shared else None,
-    ):
+    folder found by `me5_small_dir` (built by ../shared/models/build-me5-small)."""
+    for candidate in (os.environ.get("PATENTRANK_XLMR_TOKENIZER"), me5_small_dir()):
         if candidate and (Path(candidate) / "tokenizer.json").is_file():
             return Path(candidate)
     return None
@@ -320,10 +316,12 @@ def test_server_keeps_serving_without_an_unsupported_reranker(models, tmp_path: 
     broken = _with_config(models["bert"], tmp_path / "encoder", architectures=["BertModel"])
     lines: list[str] = []
     settings = Settings(reranker_model=str(broken), embedder_model="none")
-    engine = Engine.from_settings(settings, report=lines.append)
-    assert engine.reranker is None and len(lines) == 1 and "is a BertModel" in lines[0]
-    assert engine.health()["models"]["reranker"]["error"].startswith("reranker model")
-    engine.close()
+    from patentrank.runtime import serve_runtime
+
+    runtime = serve_runtime(settings, report=lines.append, with_index=False)
+    assert runtime.reranker is None and len(lines) == 1 and "is a BertModel" in lines[0]
+    assert runtime.health()["models"]["reranker"]["error"].startswith("reranker model")
+    runtime.close()
 
 
 def test_cli_rerank_with_a_cross_encoder_and_an_unsupported_model(models, tmp_path: Path) -> None:
@@ -355,16 +353,16 @@ def test_cli_rerank_with_a_cross_encoder_and_an_unsupported_model(models, tmp_pa
 def test_search_reranks_with_the_cross_encoder(models, xlmr, tmp_path: Path) -> None:
     from patentrank.corpus import load_patents, sample_corpus_path
     from patentrank.index.patent_index import PatentIndex
-    from patentrank.runtime import engine_pipeline
+    from patentrank.runtime import Runtime
     from patentrank.server.routes_search import router as search_router
 
     settings = Settings(cache_size=1000, rerank_candidates=10)
     index = PatentIndex(tmp_path / "ix", embedder=None)
     index.add(load_patents(sample_corpus_path()))
     engine = Engine(reranker=xlmr, settings=settings)
-    engine.pipeline = engine_pipeline(engine, index)
+    runtime = Runtime.serving(engine, index)
     query = "battery cooling plate"
-    with serve_in_thread(create_app(engine, settings, routers=[search_router])) as url:
+    with serve_in_thread(create_app(runtime, settings, routers=[search_router])) as url:
         body = httpx.post(f"{url}/v1/search", json={"query": query, "top_n": 5}, timeout=120).json()
     assert body["stages"]["rerank"]["ran"] and body["stages"]["lexical"]["ran"]
     results = body["results"]

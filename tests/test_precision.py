@@ -121,10 +121,12 @@ def test_mixed_reranker_keeps_the_residual_stream_norms_and_head_in_float32(tiny
 
 def test_auto_reranker_reports_its_choice(tiny_reranker_path: Path, amx: None) -> None:
     from patentrank.engine import Engine
+    from patentrank.runtime import Runtime
 
     reranker = Reranker(str(tiny_reranker_path), device="cpu")
     assert reranker.precision.name == "bfloat16-mixed"
-    health = Engine(reranker=reranker, settings=Settings(cache_size=0)).health()["models"]["reranker"]
+    runtime = Runtime.serving(Engine(reranker=reranker, settings=Settings(cache_size=0)))
+    health = runtime.health()["models"]["reranker"]  # what GET /health shows
     assert health["dtype"] == "bfloat16-mixed" and "AMX-BF16" in health["dtype_reason"]
 
 
@@ -147,9 +149,33 @@ def test_auto_embedder_on_native_bf16_is_bf16_close_to_float32(tiny_embedder_pat
     assert cosine.min() < 1 - 1e-7, "bf16 matmuls must actually run"
 
 
-def test_int8_embedder_falls_back_to_auto_and_says_so(tiny_embedder_path: Path, avx2_only: None) -> None:
-    from patentrank.models.embedder import Embedder
+@pytest.mark.parametrize("forced", ["avx2_only", "amx"])
+def test_int8_embedder_plan_is_the_onnx_backend(forced: str, request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue(forced)
+    plan = precision.embedder_plan(resolve_precision("int8", CPU), CPU)
+    assert (plan.name, plan.backend, plan.load_dtype) == ("int8", "onnx-int8", torch.float32)
+    assert "ONNX Runtime" in plan.describe()["dtype_reason"]
 
-    embedder = Embedder(str(tiny_embedder_path), device="cpu", dtype="int8")
-    assert embedder.precision.name == "float32"
-    assert "reranker-only" in embedder.precision.reason
+
+def test_auto_embedder_on_an_avx2_only_cpu_is_float32_never_int8(avx2_only: None) -> None:
+    """An AVX2-only CPU (no AVX-512 BF16/AMX, as this workplace's AMD EPYC): auto stays float32 for both
+    models (bf16 would be emulated, ~8x slower); int8 is opt-in, never chosen by auto."""
+    plan = precision.embedder_plan(resolve_precision("auto", CPU), CPU)
+    assert (plan.name, plan.backend, plan.mixed_bf16, plan.load_dtype) == (
+        "float32",
+        "torch",
+        False,
+        torch.float32,
+    )
+    assert "no native bf16" in plan.reason
+
+
+def test_cpu_flags_without_bf16_make_auto_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detection itself, fed the flags of an AVX2-only CPU (torch's checks answer from them)."""
+    monkeypatch.delenv("PATENTRANK_CPU_BF16", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert precision.cpu_bf16_isa() is None
+    assert precision.embedder_plan(plan_precision("auto", CPU), CPU).name == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert precision.embedder_plan(plan_precision("auto", CPU), CPU).name == "bfloat16"

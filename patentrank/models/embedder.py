@@ -122,6 +122,11 @@ class Embedder:
         self.st.eval()
         apply_plan(self.st, self.precision)
         self.tokenizer = self.st.tokenizer
+        self.encoder: Any = self.st  # what `encode` runs on: the torch pipeline, or its INT8 ONNX export
+        if self.precision.backend == "onnx-int8":
+            from patentrank.models.onnx_embedder import load_int8_encoder
+
+            self.encoder = load_int8_encoder(model, self.st, torch.get_num_threads())
         # A fast tokenizer is reconfigured on every call (padding, truncation): two threads inside it
         # at once (server ingest beside searches) fail with "Already borrowed" or mis-padded batches.
         self._lock = threading.RLock()
@@ -268,7 +273,7 @@ class Embedder:
         try:
             for batch in self._batches(texts):
                 with torch.inference_mode():
-                    vectors = self.st.encode(
+                    vectors = self.encoder.encode(
                         [texts[i] for i in batch],
                         prompt=prompt,  # explicit, so a config's default_prompt_name never adds another
                         batch_size=len(batch),

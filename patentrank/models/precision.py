@@ -13,7 +13,9 @@ max |dP(yes)| <= 0.01; embedder: mean cosine >= 0.999), as measured in docs/benc
 - any other CPU (AVX2 only: AMD EPYC before Zen 4, older Intel): float32, since torch emulates bf16
   there, about 8x slower than float32.
 
-An explicit dtype (`--dtype`, PATENTRANK_DTYPE) always wins over `auto`.
+An explicit dtype (`--dtype`, PATENTRANK_DTYPE) always wins over `auto`. `int8` is opt-in (`auto` never
+picks it): ONNX Runtime dynamic INT8 on CPU for the reranker (onnx_int8.py) and the embedder
+(onnx_embedder.py), exported once and cached beside the model folder (onnx_export.py).
 """
 
 from __future__ import annotations
@@ -164,13 +166,13 @@ def apply_plan(model: nn.Module, plan: PrecisionPlan) -> nn.Module:
 
 def embedder_plan(plan: PrecisionPlan, device: torch.device) -> PrecisionPlan:
     """The embedder's plan. `auto` on a native-bf16 CPU is plain bfloat16: measured faster than mixed and
-    still within the cosine bar (>= 0.9999 to float32 at 0.6B and e5-small, docs/benchmarks.md). int8 has
-    no embedder export yet, so it falls back to `auto`, saying so."""
+    still within the cosine bar (>= 0.9999 to float32 at 0.6B and e5-small, docs/benchmarks.md). int8 is
+    the ONNX Runtime export of the transformer and pooling (models/onnx_embedder.py); prompts,
+    truncation, MRL and the L2 norm stay the torch path's. `auto` never picks int8 (opt-in)."""
     if plan.mixed_bf16 and plan.reason.startswith("auto:"):
         reason = plan.reason.split(":")[1].strip() + ": bf16 (embeddings keep cosine >= 0.999 to float32)"
         return PrecisionPlan(torch.bfloat16, name="bfloat16", reason=f"auto: {reason}")
-    if plan.backend != "onnx-int8":
-        return plan
-    fallback = embedder_plan(plan_precision("auto", device), device)
-    reason = f"int8 is reranker-only for now; embedder {fallback.reason}"
-    return PrecisionPlan(fallback.load_dtype, fallback.mixed_bf16, fallback.name, reason, fallback.backend)
+    if plan.backend == "onnx-int8":
+        reason = f"{plan.reason}: the pooled vector; prompts, truncation, MRL and norm as in float32"
+        return PrecisionPlan(torch.float32, name="int8", reason=reason, backend="onnx-int8")
+    return plan
