@@ -24,8 +24,10 @@ from patentrank.chunking import (
     split_claims,
     strip_claim_number,
 )
+from patentrank.dates import parse_date
 from patentrank.errors import InputError
 from patentrank.index.filters import PassageFields, date_to_int, normalize_code
+from patentrank.patent_ids import jurisdiction_of
 from patentrank.text import detect_language  # one rule for patents and queries
 
 # Passage and chunking live in patentrank.chunking and are re-exported here.
@@ -48,49 +50,6 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
     "filing_date": ("filing", "application_date"),
     "publication_date": ("publication", "pub_date"),
 }
-
-# Office code, then (after an optional separator) the first digit of the number: "CN112233445A",
-# "US 2020/0123456 A1", "EP-3456789-B1". Lower-case ids ("cm014cd2...") are not publication numbers.
-_JURISDICTION = re.compile(r"^([A-Z]{2})[\s\-/]?\d")
-
-
-def jurisdiction_of(publication_number: str) -> str:
-    """The issuing office from a publication number's 2-letter prefix ('CN', 'US', 'EP', 'WO'...), or ''."""
-    match = _JURISDICTION.match(publication_number.strip())
-    return match.group(1) if match else ""
-
-
-def parse_date(value: object) -> dt.date | None:
-    """A date from '2020-01-31', '2020/1/31', '20200131', '2020-01', '2020' or 20200131 (None if empty).
-
-    A year alone means January 1 of that year, a year and month the first of that month.
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"expected a date string, got {type(value).__name__}")
-    text = str(value).strip()
-    parts: list[str]
-    if re.fullmatch(r"\d{8}", text):
-        parts = [text[:4], text[4:6], text[6:]]
-    elif re.fullmatch(r"\d{4}([-/.]\d{1,2}){0,2}", text):
-        parts = re.split(r"[-/.]", text)
-    elif re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ].*", text):
-        parts = text[:10].split("-")
-    else:
-        raise ValueError(f"unrecognised date {text!r} (use YYYY-MM-DD, YYYYMMDD or YYYY)")
-    year, month, day = (int(p) for p in [*parts, "1", "1"][:3])
-    if not 1800 <= year <= 2200:
-        raise ValueError(f"implausible year in date {text!r}")
-    try:
-        return dt.date(year, month, day)
-    except ValueError as exc:
-        raise ValueError(f"invalid date {text!r}: {exc}") from None
-
 
 @dataclass(slots=True)
 class Patent:

@@ -1,12 +1,15 @@
-"""The serving engine: optional reranker / embedder / pipeline behind dynamic batching and a score cache."""
+"""The serving engine: the models behind dynamic batching and a score cache (no index, no HTTP).
+
+What wires it to an index and a search pipeline is the composition root, `patentrank.runtime`."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
-from collections.abc import Callable, Coroutine, Hashable, Sequence
+from collections.abc import Coroutine, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -15,28 +18,17 @@ import numpy as np
 from patentrank.batching import DynamicBatcher
 from patentrank.cache import CachedScore, ScoreCache, make_cache, score_key
 from patentrank.config import DEFAULT_INSTRUCTION, Settings
-from patentrank.engine_models import (
+from patentrank.errors import InputError, StageUnavailable
+from patentrank.metrics import Metrics
+from patentrank.models.names import (
     UnknownModel,  # noqa: F401  (re-exported: callers import it from here)
-    load_models,
     model_aliases,
-    pair_cost,
     resolve_model_name,
-    score_mixed,
     served_name,
 )
-from patentrank.errors import InputError, PatentrankError
-from patentrank.metrics import Metrics
 
 logger = logging.getLogger("patentrank.engine")
 T = TypeVar("T")
-
-
-class StageUnavailable(PatentrankError):
-    """A stage (rerank, embed, search) has no model: the message names it and says how to fix it."""
-
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(message)
-        self.stage = stage
 
 
 @dataclass(slots=True)
@@ -61,8 +53,8 @@ class EmbedResult:
 class Engine:
     """Serves the models to the HTTP layer (and to the search pipeline) without blocking the event loop.
 
-    Each of `reranker`, `embedder` and `pipeline` may be None: that stage answers 503 with a message
-    from `load_errors` saying what failed and how to fix it. Reranking goes through the score cache,
+    `reranker` and `embedder` may each be None: that stage answers 503 with a message from
+    `load_errors` saying what failed and how to fix it. Reranking goes through the score cache,
     then through a `DynamicBatcher` that packs pairs from concurrent requests into shared model
     calls on a worker thread. Call `start()` inside the event loop before use, `stop()` after.
 
@@ -75,15 +67,22 @@ class Engine:
         ...     finally:
         ...         await engine.stop()
         >>> engine = Engine(settings=Settings(cache_size=0))
-        >>> engine.health()["stages"]
-        {'rerank': False, 'embed': False, 'search': False, 'dense': False}
+        >>> engine.reranker is None
+        True
         >>> try:
         ...     asyncio.run(rerank_once(engine))
         ... except StageUnavailable as exc:
         ...     print(str(exc)[:54])
         the rerank stage is unavailable: no reranker is loaded
         >>> engine.close()
-        >>> asyncio.run(rerank_once(Engine(reranker=Reranker("Qwen/Qwen3-Reranker-0.6B"))))  # doctest: +SKIP
+        >>> from patentrank.testing import build_random_qwen3
+        >>> import tempfile
+        >>> from patentrank.models.reranker import Reranker
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     tiny = Reranker(str(build_random_qwen3(folder)), device="cpu", dtype="float32")
+        ...     scores = asyncio.run(rerank_once(Engine(reranker=tiny, settings=Settings(cache_size=0))))
+        >>> len(scores), all(0.0 < s < 1.0 for s in scores)
+        (2, True)
     """
 
     def __init__(
@@ -91,10 +90,8 @@ class Engine:
         *,
         reranker: Any | None = None,
         embedder: Any | None = None,
-        pipeline: Any | None = None,
         settings: Settings | None = None,
         load_errors: dict[str, str] | None = None,
-        disabled: Sequence[str] = (),
         cache: ScoreCache | None = None,
         dynamic_batching: bool | None = None,
         reranker_aliases: Sequence[str] = (),
@@ -104,9 +101,7 @@ class Engine:
         s = self.settings
         self.reranker = reranker
         self.embedder = embedder
-        self.pipeline = pipeline
         self.load_errors = dict(load_errors or {})
-        self.disabled = set(disabled)
         self.metrics = Metrics()
         self.cache = cache if cache is not None else make_cache(s.cache_size, s.cache_url)
         if dynamic_batching is None:
@@ -132,33 +127,16 @@ class Engine:
         self.embed_batcher = DynamicBatcher(
             "embed", self._embed_batch, batch_tokens=s.batch_tokens, max_batch_size=s.max_batch_size, **common
         )
-        # Tokenizers mutate their own state per call: one thread does all reranker tokenising.
+        # Tokenizers mutate their own state per call: requests from the event loop tokenise on one
+        # thread, worker threads (`rerank_sync`) in their own, all under one lock.
         self._tokenize_pool = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="patentrank-tokenize"
         )
+        self._tokenize_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
 
-    # ---- construction -------------------------------------------------------------------------
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        dynamic_batching: bool | None = None,
-        report: Callable[[str], None] | None = None,
-    ) -> Engine:
-        """Load the configured models; one that fails is reported in one line and left out."""
-        models, errors, disabled = load_models(settings, report)
-        return cls(
-            reranker=models.get("reranker"),
-            embedder=models.get("embedder"),
-            settings=settings,
-            load_errors=errors,
-            disabled=disabled,
-            dynamic_batching=dynamic_batching,
-        )
+    # ---- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind to the running event loop and start the batchers."""
@@ -202,16 +180,6 @@ class Engine:
             raise self._unavailable("embed", "embedder")
         return self.embedder
 
-    def require_pipeline(self) -> Any:
-        if self.pipeline is None:
-            reason = self.load_errors.get("pipeline", "no search index is loaded")
-            raise StageUnavailable(
-                "search",
-                f"the search stage is unavailable: {reason}. Fix: build an index (`patentrank index ...`) "
-                "and start the server with --index DIR (or PATENTRANK_INDEX_DIR)",
-            )
-        return self.pipeline
-
     @property
     def reranker_name(self) -> str | None:
         return served_name(self.reranker.model_name) if self.reranker is not None else None
@@ -230,7 +198,34 @@ class Engine:
     # ---- reranking ----------------------------------------------------------------------------
 
     def _score_batch(self, key: Hashable, pairs: list[Any]) -> np.ndarray:
-        return score_mixed(self.require_reranker(), pairs)
+        return np.asarray(self.require_reranker().score_encoded(pairs))  # its one prefix-sharing policy
+
+    def _prepare(
+        self, query: str, documents: Sequence[str], instruction: str | None
+    ) -> tuple[Any, str, Sequence[str], str | None]:
+        """(reranker, query, documents, instruction), a query formatted for vLLM parsed into its parts."""
+        from patentrank.models.prompt import parse_preformatted
+
+        reranker = self.require_reranker()
+        parsed = parse_preformatted(query, documents)
+        if parsed is not None:
+            if instruction:
+                raise InputError(
+                    "instruction cannot be combined with a pre-formatted query", field="instruction"
+                )
+            instruction, query, documents = parsed
+        return reranker, query, documents, instruction
+
+    def _encode(
+        self,
+        reranker: Any,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        max_tokens_per_doc: int | None,
+    ) -> list[Any]:
+        with self._tokenize_lock:  # tokenizers mutate their own state per call
+            return reranker.encode(query, list(documents), instruction, max_tokens_per_doc)
 
     async def rerank(
         self,
@@ -245,16 +240,18 @@ class Engine:
         Cached pairs skip tokenising and the model; the rest share batched model calls with other
         requests. Raises InputError (bad input), StageUnavailable, or batching.Overloaded.
         """
-        from patentrank.models.remote import parse_preformatted
+        reranker, query, documents, instruction = self._prepare(query, documents, instruction)
+        return await self._rerank(reranker, query, documents, instruction, max_tokens_per_doc, None)
 
-        reranker = self.require_reranker()
-        parsed = parse_preformatted(query, documents)
-        if parsed is not None:
-            if instruction:
-                raise InputError(
-                    "instruction cannot be combined with a pre-formatted query", field="instruction"
-                )
-            instruction, query, documents = parsed
+    async def _rerank(
+        self,
+        reranker: Any,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        max_tokens_per_doc: int | None,
+        encoded: Sequence[Any] | None,
+    ) -> RerankResult:
         resolved = instruction or DEFAULT_INSTRUCTION
         max_length = int(getattr(reranker, "max_length", 0))
         keys = [
@@ -270,15 +267,21 @@ class Engine:
             self.metrics.cache.labels(result="hit").inc(hits)
         if misses:
             self.metrics.cache.labels(result="miss").inc(len(misses))
-            loop = asyncio.get_running_loop()
-            began = time.perf_counter()
-            pairs = await loop.run_in_executor(
-                self._tokenize_pool,
-                lambda: reranker.encode(
-                    query, [documents[i] for i in misses], instruction, max_tokens_per_doc
-                ),
-            )
-            self.metrics.stage_seconds.labels(stage="tokenize").observe(time.perf_counter() - began)
+            if encoded is not None:  # tokenised by the calling worker thread (`rerank_sync`)
+                pairs = [encoded[i] for i in misses]
+            else:
+                loop = asyncio.get_running_loop()
+                began = time.perf_counter()
+                pairs = await loop.run_in_executor(
+                    self._tokenize_pool,
+                    self._encode,
+                    reranker,
+                    query,
+                    [documents[i] for i in misses],
+                    instruction,
+                    max_tokens_per_doc,
+                )
+                self.metrics.stage_seconds.labels(stage="tokenize").observe(time.perf_counter() - began)
             logits = await self.rerank_batcher.submit(pairs, [pair_cost(p) for p in pairs])
             fresh = {}
             for i, pair, logit in zip(misses, pairs, logits, strict=True):
@@ -356,74 +359,50 @@ class Engine:
             raise RuntimeError("run_threadsafe would deadlock on the event loop thread; await the coroutine")
         return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout_s)
 
-    def rerank_sync(self, query: str, documents: Sequence[str], **kwargs: Any) -> RerankResult:
-        """`rerank` for code running in a worker thread (e.g. the search pipeline)."""
-        return self.run_threadsafe(self.rerank(query, documents, **kwargs))
+    def rerank_sync(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+    ) -> RerankResult:
+        """`rerank` for code running in a worker thread (the search pipeline, the web page).
+
+        The calling thread tokenises (under the engine's tokenizer lock) before it hands the request
+        to the event loop, so the request goes worker -> loop -> model thread -> loop -> worker, not
+        through the tokenizer thread as well (cached pairs are then tokenised needlessly, which costs
+        far less than the two thread hops saved on a search's mostly new candidates)."""
+        reranker, query, documents, instruction = self._prepare(query, documents, instruction)
+        began = time.perf_counter()
+        pairs = self._encode(reranker, query, documents, instruction, max_tokens_per_doc)
+        self.metrics.stage_seconds.labels(stage="tokenize").observe(time.perf_counter() - began)
+        return self.run_threadsafe(
+            self._rerank(reranker, query, documents, instruction, max_tokens_per_doc, pairs)
+        )
 
     def embed_sync(self, texts: Sequence[str], **kwargs: Any) -> EmbedResult:
         """`embed` for code running in a worker thread."""
         return self.run_threadsafe(self.embed(texts, **kwargs))
 
-    # ---- health -------------------------------------------------------------------------------
+    # ---- status (the composition root's `Runtime.health` adds the index and the stages) ------------
 
-    def _model_health(self, role: str, model: Any) -> dict[str, Any]:
-        backend = None
-        if model is not None:
-            backend = "remote" if model.is_remote else "local"
-        precision = getattr(model, "precision", None)  # in-process models: the dtype `auto` chose and why
+    @property
+    def running(self) -> bool:
+        """Whether `start()` bound the engine to an event loop (and `stop()` has not unbound it)."""
+        return self._loop is not None
+
+    def queue_status(self) -> dict[str, Any]:
+        """Requests waiting per batcher, the queue limit, and whether batching is on."""
         return {
-            "ready": model is not None,
-            "model": served_name(model.model_name) if model is not None else None,
-            "backend": backend,
-            **(precision.describe() if precision is not None else {}),
-            "error": None if model is not None else self.load_errors.get(role),
+            "rerank": self.rerank_batcher.depth,
+            "embed": self.embed_batcher.depth,
+            "limit": self.settings.queue_size,
+            "dynamic_batching": self.rerank_batcher.enabled,
         }
 
-    def _index_health(self) -> dict[str, Any] | None:
-        """The search index's parts (documents, BM25, vectors: FAISS or Milvus); never raises."""
-        index = getattr(self.pipeline, "index", None)
-        if index is None:
-            return None
-        parts: dict[str, Any] = {}
-        for name in ("docstore", "lexical", "vectors"):
-            part = getattr(index, name, None)
-            try:
-                parts[name] = part.health() if part is not None else None
-            except Exception as exc:  # health must answer even when a store is broken
-                parts[name] = {"ok": False, "detail": str(exc)}
-        return parts
 
-    def health(self) -> dict[str, Any]:
-        """Liveness plus which models and stages are ready, with load errors."""
-        from patentrank import __version__
-
-        models = {
-            "reranker": self._model_health("reranker", self.reranker),
-            "embedder": self._model_health("embedder", self.embedder),
-        }
-        stages = {"rerank": self.reranker is not None, "embed": self.embedder is not None}
-        stages["search"] = self.pipeline is not None
-        stages["dense"] = self.pipeline is not None and self.pipeline.embed_query is not None
-        if self.pipeline is not None:  # a loaded embedder may still be refused by the index
-            reason = None if stages["dense"] else self.pipeline.unavailable.get("dense")
-            models["embedder"]["index"] = {"ready": stages["dense"], "error": reason}
-        failed = sorted(set(self.load_errors) - self.disabled)
-        index = self._index_health()
-        if index and not all(part.get("ok", True) for part in index.values() if isinstance(part, dict)):
-            failed.append("index")
-        return {
-            "status": "degraded" if failed else "ok",
-            "failed": failed,
-            "version": __version__,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "models": models,
-            "stages": stages,
-            "index": index,
-            "cache": self.cache.health(),
-            "queue": {
-                "rerank": self.rerank_batcher.depth,
-                "embed": self.embed_batcher.depth,
-                "limit": self.settings.queue_size,
-                "dynamic_batching": self.rerank_batcher.enabled,
-            },
-        }
+def pair_cost(pair: Any) -> int:
+    """Tokens of one encoded pair (estimated for a remote model's pairs), for batch budgets."""
+    tokens = getattr(pair, "num_tokens", None)
+    return int(tokens) if tokens is not None else len(pair.input_ids)

@@ -17,3 +17,11 @@ class InputError(PatentrankError, ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class StageUnavailable(PatentrankError):
+    """A stage (rerank, embed, search) has no model: the message names it and says how to fix it."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage

@@ -14,6 +14,7 @@ from patentrank.corpus import Patent, patent_from_record
 from patentrank.cost import WorkMeter, token_counter
 from patentrank.errors import InputError
 from patentrank.evaluate import Collection, Results, evaluate_run
+from patentrank.index.report import Rejection
 from patentrank.search import SearchPipeline, SearchRequest
 
 STAGES: tuple[str, ...] = ("lexical", "dense", "hybrid", "rerank")
@@ -43,7 +44,7 @@ class EvalReport:
         }
 
 
-def collection_patents(collection: Collection, rejected: list[tuple[str, str]] | None = None) -> list[Patent]:
+def collection_patents(collection: Collection, rejected: list[Rejection] | None = None) -> list[Patent]:
     """The collection's documents as patents (records the loader cannot read are listed in `rejected`)."""
     patents = []
     for record in collection.corpus:
@@ -51,19 +52,9 @@ def collection_patents(collection: Collection, rejected: list[tuple[str, str]] |
             patents.append(patent_from_record(record))
         except InputError as exc:
             if rejected is not None:
-                rejected.append((str(record.get("id")), str(exc)))
+                patent_id = str(record.get("id"))
+                rejected.append(Rejection(f"document {patent_id}", str(exc), exc.field, patent_id))
     return patents
-
-
-def available_stages(pipeline: SearchPipeline) -> dict[str, str]:
-    """Stage -> why it cannot run (empty when all can)."""
-    missing = {}
-    if pipeline.embed_query is None:
-        reason = pipeline.unavailable.get("dense", "no embedder")
-        missing["dense"] = missing["hybrid"] = reason
-    if pipeline.rerank is None:
-        missing["rerank"] = pipeline.unavailable.get("rerank", "no reranker")
-    return missing
 
 
 def run_stage(
@@ -126,7 +117,7 @@ def evaluate_pipeline(
     rerank stage to the first N queries, scored against their own judgments only. `on_estimate` gets
     the rerank stage's estimated time (measured on its first query, on `rerank_where`) at once."""
     report = EvalReport()
-    missing = available_stages(pipeline)
+    missing = pipeline.missing_stages()
     langs = collection.query_langs()
     judged = [q for q in collection.queries if q["id"] in collection.qrels]
     for stage in stages:

@@ -51,3 +51,14 @@ def check_patent_id(patent_id: str, field: str = "id") -> str:
     if problem is not None:
         raise InputError(f"{field} {problem}", field=field)
     return patent_id
+
+
+# Office code, then (after an optional separator) the first digit of the number: "CN112233445A",
+# "US 2020/0123456 A1", "EP-3456789-B1". Lower-case ids ("cm014cd2...") are not publication numbers.
+_JURISDICTION = re.compile(r"^([A-Z]{2})[\s\-/]?\d")
+
+
+def jurisdiction_of(publication_number: str) -> str:
+    """The issuing office from a publication number's 2-letter prefix ('CN', 'US', 'EP', 'WO'...), or ''."""
+    match = _JURISDICTION.match(publication_number.strip())
+    return match.group(1) if match else ""

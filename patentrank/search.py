@@ -6,94 +6,23 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from patentrank.errors import InputError
 from patentrank.families import Collapsed, FamilyMember, Group, Identity, collapse, fill_page
-from patentrank.fusion import (
-    DEFAULT_DENSE_WEIGHT,
-    DEFAULT_FUSION,
-    DEFAULT_LEXICAL_WEIGHT,
-    DEFAULT_RRF_K,
-    FUSION_METHODS,
-    fuse_scores,
-)
-from patentrank.index.filters import SearchFilter
+from patentrank.fusion import fuse_scores
 from patentrank.index.patent_index import PatentIndex
+from patentrank.search_request import MAX_RETRIEVE_K, Mode, SearchRequest
 from patentrank.text import analyze, highlight_terms
 
-Mode = Literal["lexical", "dense", "hybrid"]
 # rerank(query, documents, instruction) -> P(yes) per document; called with `max_tokens_per_doc=T` as
 # well when a passage cap is set (PATENTRANK_RERANK_PASSAGE_TOKENS or the request's).
 RerankFn = Callable[..., list[float]]
 EmbedQueryFn = Callable[[str, str | None], np.ndarray]
 
 _PUBLICATION_NUMBER = re.compile(r"^[A-Z]{2}\d{4,}[A-Z]?\d?$")
-MAX_TOP_N = 1000
-MAX_CANDIDATES = 1000
-MAX_RETRIEVE_K = 10_000  # also how far collapsing widens retrieval to keep a page full
-MAX_PASSAGE_TOKENS = 8192
-
-
-@dataclass
-class SearchRequest:
-    """One search: free text, or `patent_id` (or a publication number as the query) to search by patent.
-
-    Example:
-        >>> request = SearchRequest("锂电池负极材料", filter=SearchFilter(before="2018-01-01"), top_n=5)
-        >>> request.mode, request.filter.before, request.validate()
-        ('hybrid', '2018-01-01', None)
-        >>> SearchRequest("", top_n=5).validate()
-        Traceback (most recent call last):
-        patentrank.errors.InputError: query must be a non-empty string (or give patent_id)
-    """
-
-    query: str = ""
-    patent_id: str | None = None
-    mode: Mode = "hybrid"
-    filter: SearchFilter = field(default_factory=SearchFilter)
-    top_n: int = 10
-    rerank: bool = True
-    candidates: int | None = None  # passages sent to the reranker; None: the pipeline's (the setting)
-    max_passage_tokens: int | None = None  # cut each in the rerank prompt; None: the pipeline's
-    retrieve_k: int = 200  # passages taken from each retriever
-    passages_per_patent: int = 3  # at most this many of one patent's passages are reranked
-    fusion: str = DEFAULT_FUSION  # "score" (normalised scores) or "rrf": patentrank/fusion.py
-    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
-    dense_weight: float = DEFAULT_DENSE_WEIGHT
-    rrf_k: int = DEFAULT_RRF_K  # used by fusion="rrf" only
-    instruction: str | None = None
-    min_score: float | None = None
-    highlight: bool = True  # mark matching terms in each best passage (costs an analysis per result)
-    collapse: bool = True  # one result per invention (patentrank.families); top_n counts kept results
-
-    def validate(self) -> None:
-        if not (self.query or "").strip() and not self.patent_id:
-            raise InputError("query must be a non-empty string (or give patent_id)", field="query")
-        if self.mode not in ("lexical", "dense", "hybrid"):
-            raise InputError("mode must be one of lexical, dense, hybrid", field="mode")
-        if self.fusion not in FUSION_METHODS:
-            raise InputError(f"fusion must be one of {', '.join(FUSION_METHODS)}", field="fusion")
-        for name, low, high in (
-            ("top_n", 1, MAX_TOP_N),
-            ("candidates", 1, MAX_CANDIDATES),
-            ("max_passage_tokens", 1, MAX_PASSAGE_TOKENS),
-            ("retrieve_k", 1, 10_000),
-            ("passages_per_patent", 1, 100),
-            ("rrf_k", 1, 10_000),
-        ):
-            value = getattr(self, name)
-            if value is None and name in ("candidates", "max_passage_tokens"):
-                continue  # the pipeline's default
-            if not isinstance(value, int) or not low <= value <= high:
-                raise InputError(f"{name} must be an integer from {low} to {high}", field=name)
-        for name in ("lexical_weight", "dense_weight"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0", field=name)
-        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
-            raise InputError("min_score must be between 0 and 1", field="min_score")
 
 
 @dataclass
@@ -199,6 +128,15 @@ class SearchPipeline:
         if embed_query is not None and index.vectors is None:
             self.unavailable.setdefault("dense", "the index has no vector store")
         self.default_instruction = default_instruction
+
+    def missing_stages(self) -> dict[str, str]:
+        """Stage ("dense", "hybrid", "rerank") -> why it cannot run here; empty when every stage can."""
+        missing = {}
+        if self.embed_query is None:
+            missing["dense"] = missing["hybrid"] = self.unavailable.get("dense", "no embedder")
+        if self.rerank is None:
+            missing["rerank"] = self.unavailable.get("rerank", "no reranker")
+        return missing
 
     # ------------------------------------------------------------ query by patent
 

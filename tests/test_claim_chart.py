@@ -51,13 +51,13 @@ def index(models: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def server(models: tuple[Any, Any], index: Any) -> Iterator[tuple[str, Engine]]:
-    from patentrank.runtime import engine_pipeline
+    from patentrank.runtime import Runtime
 
     reranker, embedder = models
     settings = Settings(cache_size=10_000, max_chart_references=5)
     engine = Engine(reranker=reranker, embedder=embedder, settings=settings)
-    engine.pipeline = engine_pipeline(engine, index)
-    with serve_in_thread(create_app(engine, settings, routers=[search_router, chart_router])) as url:
+    runtime = Runtime.serving(engine, index)
+    with serve_in_thread(create_app(runtime, settings, routers=[search_router, chart_router])) as url:
         yield url, engine
 
 

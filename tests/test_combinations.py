@@ -78,7 +78,7 @@ def server(tiny_reranker_path: Path, tiny_embedder_path: Path, tmp_path_factory)
     from patentrank.corpus import load_patents, sample_corpus_path
     from patentrank.index.patent_index import PatentIndex
     from patentrank.models.embedder import Embedder
-    from patentrank.runtime import engine_pipeline
+    from patentrank.runtime import Runtime
     from patentrank.server import create_app
     from patentrank.server.routes_chart import router
     from patentrank.server.testing import serve_in_thread
@@ -90,8 +90,8 @@ def server(tiny_reranker_path: Path, tiny_embedder_path: Path, tmp_path_factory)
     engine = Engine(
         reranker=Reranker(str(tiny_reranker_path), device="cpu"), embedder=embedder, settings=settings
     )
-    engine.pipeline = engine_pipeline(engine, index)
-    with serve_in_thread(create_app(engine, settings, routers=[router])) as url:
+    runtime = Runtime.serving(engine, index)
+    with serve_in_thread(create_app(runtime, settings, routers=[router])) as url:
         yield url
 
 

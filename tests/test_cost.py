@@ -294,16 +294,16 @@ def test_the_pages_ingest_shows_the_estimate_while_it_runs_and_beneath_the_summa
     from patentrank.engine import Engine
     from patentrank.index.patent_index import PatentIndex
     from patentrank.models.embedder import Embedder
-    from patentrank.runtime import engine_pipeline
+    from patentrank.runtime import Runtime
     from patentrank.ui.actions import UiActions
 
     settings = Settings(reranker_model="none", device="cpu")
     embedder = Embedder(str(tiny_embedder_path), device="cpu")
     engine = Engine(embedder=embedder, settings=settings)
-    engine.pipeline = engine_pipeline(engine, PatentIndex(tmp_path / "ix", embedder=embedder))
+    runtime = Runtime.serving(engine, PatentIndex(tmp_path / "ix", embedder=embedder))
     source = write_jsonl(tmp_path / "p.jsonl", [p.to_dict() for p in many_patents(130)])
     shown: list[str] = []
-    summary, _, _ = UiActions(engine, settings).ingest(
+    summary, _, _ = UiActions(runtime).ingest(
         str(source), progress=lambda step, desc="", unit="": shown.append(desc)
     )
     assert shown[0] == "Indexing", "nothing is promised before the first batch is measured"

@@ -73,16 +73,18 @@ def _index_with(path: Path, embedder: object) -> Path:
 def test_foreign_index_reports_the_real_reason_in_search_and_health(
     tmp_path: Path, embedder, other_embedder
 ) -> None:
-    from patentrank.cli.serve import _search_routers, attach_index
+    from patentrank.cli.serve import _search_routers
+    from patentrank.runtime import serve_engine
 
     folder = _index_with(tmp_path / "ix", other_embedder)
     settings = Settings(index_dir=folder, reranker_model="none", cache_size=0)
     engine = Engine(embedder=embedder, settings=settings)
     said: list[str] = []
-    index = attach_index(engine, settings, said.append)
+    runtime = serve_engine(engine, report=said.append)
+    index = runtime.index
     assert index is not None and index.vectors is None
     try:
-        with serve_in_thread(create_app(engine, settings, routers=_search_routers())) as url:
+        with serve_in_thread(create_app(runtime, settings, routers=_search_routers())) as url:
             body = httpx.post(
                 url + "/v1/search", json={"query": "gearbox", "mode": "dense", "rerank": False}, timeout=30
             ).json()
@@ -100,14 +102,16 @@ def test_foreign_index_reports_the_real_reason_in_search_and_health(
 
 def test_matching_index_has_dense_ready_in_health(tmp_path: Path, embedder) -> None:
     """The negative control: the same embedder serves dense search and health says so."""
-    from patentrank.cli.serve import attach_index
+    from patentrank.runtime import serve_engine
 
     folder = _index_with(tmp_path / "ix", embedder)
     settings = Settings(index_dir=folder, reranker_model="none", cache_size=0)
     engine = Engine(embedder=embedder, settings=settings)
-    index = attach_index(engine, settings, print)
+    runtime = serve_engine(engine, report=print)
+    index = runtime.index
+    assert index is not None
     try:
-        health = engine.health()
+        health = runtime.health()
     finally:
         index.close()
     assert health["stages"]["dense"] is True and "dense" not in health["failed"]
@@ -226,18 +230,23 @@ def test_ingest_report_lists_rejected_records(tmp_path: Path) -> None:
     finally:
         index.close()
     assert report.added == 2
-    assert [where for where, _ in report.rejected] == ["line 2", "line 3"]
-    assert [set(r) for r in report.as_dict()["rejected"]] == [{"where", "reason"}] * 2
+    assert [r.where for r in report.rejected] == ["line 2", "line 3"]
+    assert [r.position for r in report.rejected] == [2, 3]
+    # One shape everywhere (CLI --json, HTTP, the page): the HTTP answer's fields, None where unknown.
+    assert [set(r) for r in report.as_dict()["rejected"]] == [{"where", "reason", "field", "id", "index"}] * 2
 
 
 def test_http_ingest_rejections_are_in_the_report(tmp_path: Path) -> None:
-    from patentrank.cli.serve import _search_routers, attach_index
+    from patentrank.cli.serve import _search_routers
+    from patentrank.runtime import serve_engine
 
     settings = Settings(index_dir=tmp_path / "ix", reranker_model="none", embedder_model="none", cache_size=0)
     engine = Engine(settings=settings)
-    index = attach_index(engine, settings, print)
+    runtime = serve_engine(engine, report=print)
+    index = runtime.index
+    assert index is not None
     try:
-        with serve_in_thread(create_app(engine, settings, routers=_search_routers())) as url:
+        with serve_in_thread(create_app(runtime, settings, routers=_search_routers())) as url:
             body = httpx.post(
                 url + "/v1/patents",
                 json={"patents": [PATENTS[0].to_dict(), {"id": "bad id/with slash", "title": "x"}]},

@@ -14,9 +14,10 @@ from patentrank.batching import DynamicBatcher, Overloaded
 from patentrank.cache import CachedScore, LRUScoreCache, NoCache, score_key
 from patentrank.config import Settings
 from patentrank.engine import Engine, StageUnavailable, UnknownModel
-from patentrank.engine_models import model_aliases, served_name
 from patentrank.errors import InputError
-from patentrank.models.remote import format_document, format_query, parse_preformatted
+from patentrank.models.names import model_aliases, served_name
+from patentrank.models.prompt import format_document, format_query, parse_preformatted
+from patentrank.runtime import Runtime, serve_runtime
 
 QUERIES = ["image denoising with a neural network", "齿轮箱润滑系统", "battery thermal management"]
 DOCS = [
@@ -351,7 +352,7 @@ def test_missing_stages_and_unknown_models_have_clear_errors(reranker) -> None:
     ):
         engine.require_embedder()
     with pytest.raises(StageUnavailable, match="--index"):
-        engine.require_pipeline()
+        Runtime.serving(engine).require_pipeline()
     name = served_name(reranker.model_name)
     assert engine.check_model(None, "reranker") == name
     assert engine.check_model("QWEN3-Reranker-0.6B", "reranker") == name
@@ -360,19 +361,20 @@ def test_missing_stages_and_unknown_models_have_clear_errors(reranker) -> None:
     engine.settings = engine.settings.model_copy(update={"strict_model_names": True})
     with pytest.raises(UnknownModel, match=r"not served here.*PATENTRANK_RERANKER_ALIASES"):
         engine.check_model("gpt-4", "reranker")
-    health = engine.health()
+    health = Runtime.serving(engine).health()
     assert health["status"] == "degraded" and health["failed"] == ["embedder"]
     assert health["models"]["embedder"]["error"].startswith("could not load")
     engine.close()
 
 
-def test_from_settings_reports_a_failed_model_once_and_starts_without_it(tmp_path: Path) -> None:
+def test_serve_runtime_reports_a_failed_model_once_and_starts_without_it(tmp_path: Path) -> None:
     lines: list[str] = []
     settings = Settings(reranker_model=str(tmp_path / "missing"), embedder_model="none")
-    engine = Engine.from_settings(settings, report=lines.append)
-    assert engine.reranker is None and engine.embedder is None
+    runtime = serve_runtime(settings, report=lines.append, with_index=False)
+    engine = runtime.engine
+    assert engine is not None and engine.reranker is None and engine.embedder is None
     assert len(lines) == 1 and "reranker not loaded" in lines[0] and "\n" not in lines[0]
-    health = engine.health()
+    health = runtime.health()
     assert health["failed"] == ["reranker"] and health["models"]["embedder"]["error"].startswith(
         "no embedder"
     )
@@ -397,19 +399,19 @@ def test_no_cache_never_hits() -> None:
 
 def test_mixed_batches_score_like_one_query_at_a_time(reranker) -> None:
     """Many-document queries take the shared-prefix path, the rest one plain batch: same scores."""
-    from patentrank.engine_models import PREFIX_SHARING_MIN_DOCS, score_mixed
+    from patentrank.models.reranker import PREFIX_SHARING_MIN_DOCS
 
     many = [f"{d} ({i})" for i in range(PREFIX_SHARING_MIN_DOCS) for d in DOCS[:1]]
     requests = [(QUERIES[0], many, None), (QUERIES[1], DOCS[:2], None), (QUERIES[2], DOCS[2:3], "Find art")]
     pairs = [p for q, docs, i in requests for p in reranker.encode(q, docs, i)]
-    got = score_mixed(reranker, pairs)
+    got = reranker.score_encoded(pairs)  # one policy: the engine's mixed batches take this path too
     want = np.concatenate([reranker.compute(q, docs, i).logits for q, docs, i in requests])
     np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
     assert np.abs(np.diff(want)).max() > 100 * TOLERANCE  # negative control: the rows really differ
 
 
 def test_common_prefix_leaves_every_sequence_its_last_token() -> None:
-    from patentrank.engine_models import common_prefix_length
+    from patentrank.models.reranker import common_prefix_length
 
     assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
     assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2

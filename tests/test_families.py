@@ -186,14 +186,14 @@ def test_a_bad_dense_weight_is_reported_as_dense_weight() -> None:
 def server(pipeline: SearchPipeline) -> Iterator[str]:
     from patentrank.config import Settings
     from patentrank.engine import Engine
+    from patentrank.runtime import Runtime
     from patentrank.server import create_app
     from patentrank.server.routes_search import router as search_router
     from patentrank.server.testing import serve_in_thread
 
     settings = Settings(cache_size=0)
-    engine = Engine(settings=settings, disabled=["embedder", "reranker"])
-    engine.pipeline = pipeline
-    with serve_in_thread(create_app(engine, settings, routers=[search_router])) as url:
+    runtime = Runtime(settings, engine=Engine(settings=settings), index=pipeline.index, pipeline=pipeline)
+    with serve_in_thread(create_app(runtime, settings, routers=[search_router])) as url:
         yield url
 
 
@@ -229,12 +229,12 @@ def test_cli_search_collapses_unless_told_not_to(pipeline: SearchPipeline) -> No
 def test_ui_shows_members_and_exports_them(pipeline: SearchPipeline, tmp_path: Path) -> None:
     from patentrank.config import Settings
     from patentrank.engine import Engine
+    from patentrank.runtime import Runtime
     from patentrank.ui.actions import UiActions
 
     settings = Settings(cache_size=0)
-    engine = Engine(settings=settings, disabled=["embedder", "reranker"])
-    engine.pipeline = pipeline
-    actions = UiActions(engine, settings)
+    runtime = Runtime(settings, engine=Engine(settings=settings), index=pipeline.index, pipeline=pipeline)
+    actions = UiActions(runtime)
     html, csv_path, jsonl_path = actions.search(QUERY, mode="lexical", rerank=False, top_n=50)
     assert html.count('class="pr-card"') == 16 and "Also published as:" in html
     assert csv_path is not None and jsonl_path is not None

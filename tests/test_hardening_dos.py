@@ -149,7 +149,7 @@ def test_ui_login_is_rate_limited(reranker) -> None:
         embedder_model="none", api_key=KEY, auth_failure_limit=3, auth_failure_window_s=30
     )
     engine = Engine(reranker=reranker, settings=settings)
-    app = mount_ui(create_app(engine, settings), engine, settings)
+    app = mount_ui(create_app(engine, settings))
     with serve_in_thread(app) as url:
         form = {"username": "user", "password": "wrong"}
         statuses = [httpx.post(f"{url}/ui/login", data=form, timeout=30).status_code for _ in range(5)]

@@ -37,15 +37,15 @@ def models(tiny_reranker_path: Path, tiny_embedder_path: Path) -> tuple[Any, Any
 def server(models: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     from patentrank.corpus import load_patents, sample_corpus_path
     from patentrank.index.patent_index import PatentIndex
-    from patentrank.runtime import engine_pipeline
+    from patentrank.runtime import Runtime
 
     reranker, embedder = models
     settings = Settings(cache_size=0, rerank_candidates=5)
     index = PatentIndex(tmp_path_factory.mktemp("hardening") / "ix", embedder=embedder)
     index.add(load_patents(sample_corpus_path()))
     engine = Engine(reranker=reranker, embedder=embedder, settings=settings)
-    engine.pipeline = engine_pipeline(engine, index)
-    with serve_in_thread(create_app(engine, settings, routers=[search_router])) as url:
+    runtime = Runtime.serving(engine, index)
+    with serve_in_thread(create_app(runtime, settings, routers=[search_router])) as url:
         yield url, index
     engine.close()
 

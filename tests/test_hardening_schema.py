@@ -35,7 +35,7 @@ def full_server(
     from patentrank.index.patent_index import PatentIndex
     from patentrank.models.embedder import Embedder
     from patentrank.models.reranker import Reranker
-    from patentrank.runtime import engine_pipeline
+    from patentrank.runtime import Runtime
 
     embedder = Embedder(str(tiny_embedder_path), device="cpu", max_length=32)
     settings = Settings(
@@ -55,8 +55,8 @@ def full_server(
         embedder=embedder,
         settings=settings,
     )
-    engine.pipeline = engine_pipeline(engine, index)
-    with serve_in_thread(create_app(engine, settings, routers=[search_router])) as url:
+    runtime = Runtime.serving(engine, index)
+    with serve_in_thread(create_app(runtime, settings, routers=[search_router])) as url:
         yield url
     engine.close()
 

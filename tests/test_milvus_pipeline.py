@@ -54,8 +54,9 @@ def test_dense_and_hybrid_search_give_the_same_answers_on_milvus_and_faiss(
     milvus.index.delete([victim])
     assert victim not in [r.patent_id for r in milvus.search(requests[0]).results]
     assert milvus.index.vectors.count() == milvus.index.docstore.count_passages()
-    from patentrank.engine import Engine
+    from patentrank.config import Settings
+    from patentrank.runtime import Runtime
 
-    health = Engine(pipeline=milvus).health()
+    health = Runtime(Settings(), index=milvus.index, pipeline=milvus).health()
     assert health["index"]["vectors"]["ok"] and health["stages"]["search"]
     milvus.index.close()

@@ -150,9 +150,11 @@ def test_an_engine_serves_through_remote_models(upstream: str, reranker, embedde
         reranker_model="none",  # with a URL, the model name sent upstream; "none" sends none
         embedder_model="none",
     )
-    engine = Engine.from_settings(settings)
-    assert engine.health()["models"]["reranker"]["backend"] == "remote"
-    with serve_in_thread(create_app(engine, settings)) as front:
+    from patentrank.runtime import serve_runtime
+
+    runtime = serve_runtime(settings, with_index=False)
+    assert runtime.health()["models"]["reranker"]["backend"] == "remote"
+    with serve_in_thread(create_app(runtime, settings)) as front:
         body = httpx.post(f"{front}/v1/rerank", json={"query": QUERY, "documents": DOCS}).json()
         got = {r["index"]: r["relevance_score"] for r in body["results"]}
         np.testing.assert_allclose(
@@ -162,7 +164,7 @@ def test_an_engine_serves_through_remote_models(upstream: str, reranker, embedde
         np.testing.assert_allclose(
             [v["embedding"] for v in vectors], embedder.embed_documents(DOCS), atol=1e-5
         )
-    engine.close()
+    runtime.close()
 
 
 def test_url_lists() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from patentrank.config import PATENT_INSTRUCTION, Settings
 from patentrank.engine import Engine
+from patentrank.runtime import Runtime
 from patentrank.search import SearchRequest
 from patentrank.server import create_app
 from patentrank.server.testing import serve_in_thread
@@ -67,30 +68,22 @@ def models(tiny_reranker_path: Path, tiny_embedder_path: Path) -> tuple[Any, Any
 
 
 @pytest.fixture(scope="module")
-def engine(models: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """The engine the app serves, with a pipeline over the sample corpus wired to its batchers."""
+def runtime(models: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """What the app serves: an engine, and a pipeline over the sample corpus wired to its batchers."""
     from patentrank.corpus import load_patents, sample_corpus_path
     from patentrank.index.patent_index import PatentIndex
-    from patentrank.search import SearchPipeline
-
     reranker, embedder = models
     settings = Settings(cache_size=0, rerank_candidates=20)
     index = PatentIndex(tmp_path_factory.mktemp("ui") / "index", embedder=embedder)
     index.add(load_patents(sample_corpus_path()))
-    engine = Engine(reranker=reranker, embedder=embedder, settings=settings)
-    engine.pipeline = SearchPipeline(
-        index,
-        embed_query=lambda q, i: engine.embed_sync([q], input_type="query", instruction=i).vectors[0],
-        rerank=lambda q, docs, i: engine.rerank_sync(q, docs, instruction=i).scores,
-    )
-    yield engine
-    engine.close()
-    index.close()
+    runtime = Runtime.serving(Engine(reranker=reranker, embedder=embedder, settings=settings), index)
+    yield runtime
+    runtime.close()
 
 
 @pytest.fixture(scope="module")
-def base_url(engine: Engine) -> Iterator[str]:
-    app = mount_ui(create_app(engine, engine.settings), engine, engine.settings)
+def base_url(runtime: Runtime) -> Iterator[str]:
+    app = mount_ui(create_app(runtime))
     with serve_in_thread(app) as url:
         yield url
 
@@ -214,16 +207,17 @@ def test_missing_models_are_explained_with_a_fix_and_rerank_says_why(tiny_rerank
     engine = Engine(
         settings=Settings(cache_size=0),
         load_errors={"reranker": "no model at /models/missing", "embedder": "no embedder is configured"},
-        disabled=["embedder"],
     )
-    status = status_line(engine)
+    runtime = Runtime.serving(engine)
+    runtime.disabled = {"embedder"}  # switched off by settings, as serve_runtime records it
+    status = status_line(runtime)
     assert "no model at /models/missing" in status and "PATENTRANK_RERANKER_MODEL" in status
     assert "first-stage" in status, "says what the missing reranker means for search"
     assert 'data-stage="embedder"' in status and "✗ embedder: off" in status
     assert "build an index" in status
-    html = UiActions(engine, engine.settings).rerank("query", "a document")
+    html = UiActions(runtime).rerank("query", "a document")
     assert 'class="pr-error"' in html and "rerank stage is unavailable" in html
-    html, csv_path, _ = UiActions(engine, engine.settings).search("query")
+    html, csv_path, _ = UiActions(runtime).search("query")
     assert "search stage is unavailable" in html and csv_path is None
 
 
@@ -238,12 +232,12 @@ def test_root_redirects_to_the_ui(base_url: str) -> None:
 
 @pytest.mark.browser
 def test_search_shows_the_pipelines_ranking_with_highlights_and_stage_scores(
-    page: Page, base_url: str, engine: Engine, tmp_path: Path
+    page: Page, base_url: str, runtime: Runtime, tmp_path: Path
 ) -> None:
     p = open_ui(page, base_url)
     assert "49 patents" in p.locator("#status-line").inner_text()
     search(p, "图像去噪 深度学习", mode="lexical", rerank=False)
-    expected = engine.pipeline.search(
+    expected = runtime.require_pipeline().search(
         SearchRequest("图像去噪 深度学习", mode="lexical", rerank=False, top_n=10)
     )
     assert shown_ids(p) == [r.patent_id for r in expected.results]
@@ -437,9 +431,10 @@ def keyed_url(models: tuple[Any, Any]) -> Iterator[str]:
         reranker=models[0],
         settings=settings,
         load_errors={"embedder": "no embedder is configured (PATENTRANK_EMBEDDER_MODEL=none)"},
-        disabled=["embedder"],
     )
-    with serve_in_thread(mount_ui(create_app(engine, settings), engine, settings)) as url:
+    runtime = Runtime.serving(engine)
+    runtime.disabled = {"embedder"}
+    with serve_in_thread(mount_ui(create_app(runtime, settings))) as url:
         yield url
     engine.close()
 

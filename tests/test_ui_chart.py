@@ -35,7 +35,7 @@ def base_url(
     from patentrank.corpus import load_patents, sample_corpus_path
     from patentrank.index.patent_index import PatentIndex
     from patentrank.models.embedder import Embedder
-    from patentrank.runtime import engine_pipeline
+    from patentrank.runtime import Runtime
 
     embedder = Embedder(str(tiny_embedder_path), device="cpu")
     index = PatentIndex(tmp_path_factory.mktemp("ui-chart") / "ix", embedder=embedder)
@@ -44,8 +44,8 @@ def base_url(
     engine = Engine(
         reranker=Reranker(str(tiny_reranker_path), device="cpu"), embedder=embedder, settings=settings
     )
-    engine.pipeline = engine_pipeline(engine, index)
-    app = mount_ui(create_app(engine, settings), engine, settings)
+    runtime = Runtime.serving(engine, index)
+    app = mount_ui(create_app(runtime, settings))
     with serve_in_thread(app) as url:
         yield url, index
 

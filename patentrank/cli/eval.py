@@ -51,6 +51,7 @@ def evaluate(
     from patentrank.errors import PatentrankError
     from patentrank.eval_runner import collection_patents, evaluate_pipeline
     from patentrank.evaluate import format_table, load_collection, plot_results
+    from patentrank.index.report import Rejection
     from patentrank.runtime import open_runtime
 
     settings = get_settings()
@@ -64,7 +65,7 @@ def evaluate(
         coll = load_collection(collection, split=split, show_progress=not as_json)
         folder = index_dir or Path(".patentrank/eval") / coll.name
         runtime = open_runtime(settings, folder, roles=roles, report=lambda line: typer.echo(line, err=True))
-        rejected: list[tuple[str, str]] = []
+        rejected: list[Rejection] = []
         patents = collection_patents(coll, rejected)
         embedder = runtime.embedder if runtime.index.vectors is not None else None
         with tqdm(total=len(patents), desc="indexing", unit="doc", disable=as_json) as bar:

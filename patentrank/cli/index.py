@@ -77,7 +77,7 @@ def index(
     from patentrank.cost import track_ingest
     from patentrank.errors import PatentrankError
     from patentrank.importers import XML_FORMATS, is_xml_path, load_xml_patents, xml_size
-    from patentrank.runtime import load_some_models
+    from patentrank.runtime import open_runtime
 
     settings = get_settings()
     mapping = parse_field_map(field_map)
@@ -86,16 +86,11 @@ def index(
     for f in files:
         if not f.is_file():
             fail(f"{f}: no such file")
-    models, _ = load_some_models(settings, ["embedder"] if embed else [])
-    from patentrank.index.patent_index import PatentIndex
-
     totals: dict[str, object] = {}
     try:
-        idx = PatentIndex(
-            index_dir or settings.index_dir,
-            embedder=models.get("embedder"),
-            vector_store=settings.vector_store,
-        )
+        runtime = open_runtime(settings, index_dir, roles=["embedder"] if embed else [], degrade=False)
+        idx = runtime.index
+        assert idx is not None
         for f in files:
             xml = file_format is not None or is_xml_path(f)
             if xml:  # bulk XML: the bar follows bytes read, so a multi-GB weekly file shows its ETA
@@ -123,8 +118,8 @@ def index(
                     f"{f}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
                     f"{len(report.rejected)} rejected; {report.passages_written} passages written"
                 )
-                for where, reason in report.rejected[:20]:
-                    typer.echo(f"  {where}: {reason}", err=True)
+                for rejection in report.rejected[:20]:
+                    typer.echo(f"  {rejection.where}: {rejection.reason}", err=True)
         stats = idx.stats()
     except PatentrankError as exc:
         fail(str(exc))

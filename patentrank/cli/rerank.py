@@ -59,7 +59,7 @@ def rerank(
     updates = {k: v for k, v in {"reranker_model": model, "device": device, "dtype": dtype}.items() if v}
     try:
         settings = settings.model_copy(update=updates)
-        from patentrank.engine_models import load_model  # remote when PATENTRANK_RERANKER_URL is set
+        from patentrank.models.factory import load_model  # remote when PATENTRANK_RERANKER_URL is set
 
         reranker = load_model("reranker", settings)
         out = reranker.compute(query, docs, instruction)

@@ -80,43 +80,42 @@ def search(
     """
     from patentrank.config import get_settings
     from patentrank.errors import PatentrankError
-    from patentrank.index.filters import SearchFilter
     from patentrank.runtime import open_runtime
-    from patentrank.search import SearchRequest
+    from patentrank.search_request import parse_search
 
     settings = get_settings()
     path = Path(index_dir or settings.index_dir)
     if not (path / "docs.sqlite").exists():
         fail(f"no index at {path}: build one with `patentrank index FILE --index {path}`")
+    form = {
+        "query": query,
+        "mode": mode,
+        "filter": {
+            "date_field": date_field,
+            "before": before,
+            "after": after,
+            "ipc": ipc or [],
+            "languages": lang or [],
+            "jurisdictions": jurisdiction or [],
+        },
+        "top_n": top_n,
+        "rerank": rerank,
+        "candidates": candidates,
+        "instruction": instruction,
+        "min_score": min_score,
+        "collapse": collapse,
+        "fusion": fusion,
+        "lexical_weight": lexical_weight,
+        "dense_weight": dense_weight,
+    }
     try:
-        flt = SearchFilter(
-            date_field=date_field,  # type: ignore[arg-type]
-            before=before,
-            after=after,
-            code_prefixes=ipc or [],
-            languages=lang or [],
-            jurisdictions=jurisdiction or [],
-        )
-    except ValueError as exc:
-        fail(f"bad filter: {exc}")
+        request = parse_search(form)  # the HTTP body's schema and limits
+    except PatentrankError as exc:
+        fail(f"bad {exc}")
     roles = ["embedder"] if mode != "lexical" else []
     roles += ["reranker"] if rerank else []
     try:
         runtime = open_runtime(settings, path, roles=roles, report=lambda line: typer.echo(line, err=True))
-        request = SearchRequest(
-            query,
-            mode=mode,
-            filter=flt,
-            top_n=top_n,
-            rerank=rerank,  # type: ignore[arg-type]
-            candidates=candidates,
-            instruction=instruction,
-            min_score=min_score,
-            collapse=collapse,
-            fusion=fusion,
-            lexical_weight=lexical_weight,
-            dense_weight=dense_weight,
-        )
         response = runtime.pipeline.search(request)
     except PatentrankError as exc:
         fail(str(exc))

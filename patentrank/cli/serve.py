@@ -51,8 +51,8 @@ def serve(
     from pydantic import ValidationError
 
     from patentrank.config import Settings
-    from patentrank.engine import Engine
     from patentrank.errors import PatentrankError
+    from patentrank.runtime import serve_runtime
     from patentrank.server import create_app
 
     overrides = {
@@ -80,14 +80,13 @@ def serve(
         typer.echo(line, err=True)
 
     try:
-        engine = Engine.from_settings(settings, report=say)
+        runtime = serve_runtime(settings, report=say)
     except PatentrankError as exc:
         fail(str(exc))
-    index = attach_index(engine, settings, say)
-    app = create_app(engine, settings, routers=_search_routers())
+    app = create_app(runtime, settings, routers=_search_routers())
     if ui:
-        app = _mount_ui(app, engine, settings, say)
-    ready = [name for name, ok in engine.health()["stages"].items() if ok]
+        app = _mount_ui(app, say)
+    ready = [name for name, reason in runtime.stages().items() if reason is None]
     extras = [", web page at /ui" if ui else "", ", API key required" if settings.api_key else ""]
     say(
         f"patentrank serving {', '.join(ready) or 'no models'} on http://{settings.host}:{settings.port} "
@@ -98,30 +97,7 @@ def serve(
     except OSError as exc:  # e.g. the port is taken
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
     finally:
-        engine.close()
-        if index is not None:
-            index.close()
-
-
-def attach_index(engine: Any, settings: Any, say: Callable[[str], None]) -> Any:
-    """Open (or create) the index at settings.index_dir and give the engine its search pipeline.
-
-    The pipeline's model calls go through the engine's batchers and cache. An index that cannot be
-    opened is reported in one line and the search stage stays off (503 naming the problem).
-    """
-    from patentrank.runtime import engine_pipeline, open_index
-
-    path = settings.index_dir
-    try:
-        index, dense_off = open_index(path, engine.embedder, settings.vector_store, say)
-    except Exception as exc:  # any failure to open leaves the rest of the server running
-        engine.load_errors["pipeline"] = f"the index at {path} could not be opened: {_one_line(exc)}"
-        say(f"warning: search not available: {engine.load_errors['pipeline']}")
-        return None
-    if dense_off:  # the embedder loaded, but this index refuses it: say why in searches and /health
-        engine.load_errors["dense"] = dense_off
-    engine.pipeline = engine_pipeline(engine, index)
-    return index
+        runtime.close()
 
 
 def _search_routers() -> list[Any]:
@@ -131,13 +107,13 @@ def _search_routers() -> list[Any]:
     return [router, chart_router]
 
 
-def _mount_ui(app: Any, engine: Any, settings: Any, say: Callable[[str], None]) -> Any:
+def _mount_ui(app: Any, say: Callable[[str], None]) -> Any:
     try:
         from patentrank.ui.app import mount_ui
     except ImportError as exc:
         say(f"warning: web page not available: {_one_line(exc)}")
         return app
-    return mount_ui(app, engine, settings)
+    return mount_ui(app)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +20,11 @@ from patentrank.index.docstore import DocStore
 from patentrank.index.filters import PassageFields
 from patentrank.index.lexical import LexicalIndex, LexicalIndexError
 from patentrank.index.lexical_rebuild import LEXICAL_DIR, OLD_LEXICAL_DIR, finish_interrupted_swap
+from patentrank.index.report import IngestReport, Rejection, loader_rejections  # noqa: F401 (re-exported)
 
 META_FILE = "index.json"
 LEXICAL, VECTOR = "lexical", "vector"
 EmbedObserver = Callable[[Sequence[str], float], None]  # (passages embedded, seconds it took)
-
-
-@dataclass
-class IngestReport:
-    """What `PatentIndex.add` did; `committed` counts patents durably in every available index."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    # (where, reason): "line 3" / "document 2" of a loader stream, "patents[1]" of an HTTP request
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    committed: int = 0
-    passages_written: int = 0
-    passages_removed: int = 0
-    waiting_for_vectors: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "added": self.added,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "rejected": [{"where": w, "reason": r} for w, r in self.rejected],
-            "committed": self.committed,
-            "passages_written": self.passages_written,
-            "passages_removed": self.passages_removed,
-            "waiting_for_vectors": self.waiting_for_vectors,
-        }
-
-
-def loader_rejections(patents: object) -> list[tuple[str, str]]:
-    """(where, reason) for each record a loader stream skipped (`corpus.PatentStream` counts lines,
-    the XML importers documents); nothing for a plain list of patents."""
-    loaded = getattr(patents, "report", None)
-    unit = getattr(patents, "unit", "record")
-    return [(f"{unit} {where}", str(reason)) for where, reason in getattr(loaded, "rejected", ())]
 
 
 class PatentIndex:
@@ -73,10 +38,17 @@ class PatentIndex:
     Without an embedder the index is lexical only; passages wait in the journal for vectors and are
     embedded by the first run that has an embedder.
 
-    Example:
-        >>> index = PatentIndex(".patentrank/index", embedder=Embedder(...))
-        >>> report = index.add(load_patents("patents.jsonl"))
-        >>> index.docstore.count_patents()
+    Example (lexical only: pass `embedder=Embedder(...)` for vectors as well):
+        >>> import tempfile
+        >>> from patentrank.corpus import load_patents, sample_corpus_path
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     index = PatentIndex(folder)
+        ...     report = index.add(load_patents(sample_corpus_path()))
+        ...     again = index.add(load_patents(sample_corpus_path()))  # idempotent by id
+        ...     stats = index.stats()
+        ...     index.close()
+        >>> report.added, again.added, again.unchanged, stats["patents"], stats["vector_passages"]
+        (49, 0, 49, 49, 0)
     """
 
     def __init__(
@@ -84,6 +56,7 @@ class PatentIndex:
         path: str | Path,
         *,
         embedder: Any | None = None,
+        embed_documents: Callable[[list[str]], np.ndarray] | None = None,
         vector_store: str = "faiss",
         vector_options: dict[str, Any] | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -97,6 +70,9 @@ class PatentIndex:
         self.path.mkdir(parents=True, exist_ok=True)
         self.max_tokens = max_tokens
         self.embedder = embedder
+        # How passages are embedded: the embedder itself, or what the composition root injects (the
+        # server's engine batcher, so ingest shares the searches' queue and tokenizer thread).
+        self._embed_documents = embed_documents
         self._write_lock = threading.Lock()
         self._on_embedded: EmbedObserver | None = None
         self.meta = self._read_meta()
@@ -237,7 +213,7 @@ class PatentIndex:
     def _embed(self, texts: list[str]) -> np.ndarray:
         assert self.embedder is not None
         began = time.perf_counter()
-        vectors = self.embedder.embed_documents(texts)
+        vectors = (self._embed_documents or self.embedder.embed_documents)(texts)
         if self._on_embedded is not None:
             self._on_embedded(texts, time.perf_counter() - began)
         return vectors
@@ -320,7 +296,7 @@ class PatentIndex:
             if len(deletes):
                 self.vectors.delete(deletes.tolist())
             for batch in self.docstore.iter_passages(256, ids=pending):
-                vectors = self.embedder.embed_documents([p.text for p, _ in batch])
+                vectors = self._embed([p.text for p, _ in batch])
                 self.vectors.upsert([p.passage_id for p, _ in batch], vectors, [f for _, f in batch])
                 if progress:
                     progress(len(batch))

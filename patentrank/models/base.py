@@ -61,6 +61,6 @@ class EmbedderBackend(Protocol):
 
 def served_name_of(model: RerankerBackend | EmbedderBackend) -> str:
     """The id `model` answers to in the APIs (a local folder by its folder name, a hub id as is)."""
-    from patentrank.engine_models import served_name
+    from patentrank.models.names import served_name
 
     return served_name(model.model_name)

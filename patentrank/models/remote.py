@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,13 +14,11 @@ import numpy as np
 from patentrank.config import DEFAULT_INSTRUCTION
 from patentrank.errors import InputError, PatentrankError
 from patentrank.models.embedder import QUERY_TEMPLATE
-from patentrank.models.prompt import ASSISTANT_SUFFIX, SYSTEM_PREFIX, document_part, query_part
+from patentrank.models.prompt import format_document, format_query
 from patentrank.models.reranker import Ranking, validate_request
 
 # Where each kind of rerank server listens; all but vLLM get plain (query, document) texts.
 RERANK_APIS = {"vllm": "/v1/rerank", "tei": "/rerank", "infinity": "/rerank", "cohere": "/v1/rerank"}
-_QUERY_BODY = re.compile(r"<Instruct>: (.*?)\n<Query>: (.*)\n", re.DOTALL)
-_DOCUMENT_HEAD = "<Document>: "
 
 
 class RemoteError(PatentrankError):
@@ -43,48 +40,6 @@ def split_urls(urls: str | Sequence[str]) -> list[str]:
     if not cleaned:
         raise InputError("at least one remote server URL is needed", field="url")
     return cleaned
-
-
-def format_query(query: str, instruction: str | None = None) -> str:
-    """The query text a vLLM score server must receive: system prefix + instruction + query."""
-    return SYSTEM_PREFIX + query_part(query, instruction)
-
-
-def format_document(document: str) -> str:
-    """The document text a vLLM score server must receive: document + assistant suffix."""
-    return document_part(document) + ASSISTANT_SUFFIX
-
-
-def parse_preformatted(query: str, documents: Sequence[str]) -> tuple[str, str, list[str]] | None:
-    """(instruction, query, documents) from a client-side formatted request, or None for plain text.
-
-    A request counts as pre-formatted when the query starts with the Qwen3-Reranker system prefix;
-    it is then the exact inverse of `format_query`/`format_document`, so scoring the parsed parts
-    locally gives the same tokens, hence the same scores, as scoring the formatted strings.
-
-    Example:
-        >>> parse_preformatted(format_query("gears", "Find prior art"), [format_document("a gearbox")])
-        ('Find prior art', 'gears', ['a gearbox'])
-    """
-    if not query.startswith(SYSTEM_PREFIX):
-        return None
-    body = _QUERY_BODY.fullmatch(query[len(SYSTEM_PREFIX) :])
-    if body is None or not body.group(1):
-        raise InputError(
-            "query starts with the Qwen3-Reranker system prefix, so it must continue with "
-            "'<Instruct>: {non-empty instruction}\\n<Query>: {query}\\n' and nothing else",
-            field="query",
-        )
-    texts = []
-    for i, doc in enumerate(documents):
-        if not (doc.startswith(_DOCUMENT_HEAD) and doc.endswith(ASSISTANT_SUFFIX)):
-            raise InputError(
-                "the query is pre-formatted, so every document must be '<Document>: {text}' followed by "
-                "the assistant suffix '<|im_end|>\\n<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n'",
-                field=f"documents[{i}]",
-            )
-        texts.append(doc[len(_DOCUMENT_HEAD) : -len(ASSISTANT_SUFFIX)])
-    return body.group(1), body.group(2), texts
 
 
 def _estimate_tokens(text: str) -> int:

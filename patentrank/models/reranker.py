@@ -20,6 +20,28 @@ if TYPE_CHECKING:
     from patentrank.models.onnx_int8 import OnnxYesNoScorer
 
 
+# Below this many documents per query, computing the query's prompt prefix once (one extra model call
+# per query) costs more than it saves; such pairs are batched with the others (`score_encoded`).
+PREFIX_SHARING_MIN_DOCS = 8
+# A prefix that all pairs of a call share, shorter than this, is not worth a separate model call.
+MIN_COMMON_PREFIX = 16
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Leading tokens every sequence shares, leaving each at least its last token.
+
+    Example:
+        >>> common_prefix_length([[1, 2, 3, 4], [1, 2, 5]])
+        2
+    """
+    limit = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    length = 0
+    while length < limit and all(s[length] == first[length] for s in sequences):
+        length += 1
+    return length
+
+
 @dataclass(frozen=True, slots=True)
 class RankResult:
     """One ranked document: its position in the input, its score and its text."""
@@ -209,24 +231,32 @@ class Reranker(Ranking):
     ) -> np.ndarray:
         """Raw logit differences l_yes - l_no for already encoded prompts, in order.
 
-        Pairs of the same query (any order, mixed with other queries' pairs) have the shared part of
-        their prompt computed once; the rest go through plain length-sorted batches.
+        The one prefix-sharing policy, for a lone request and for the engine's batches that mix many
+        requests' pairs alike: a query with at least `PREFIX_SHARING_MIN_DOCS` documents has its own
+        prompt prefix (system, instruction, query) computed once; all other pairs go through the model
+        together, with the prefix they all share (the system prompt, and the instruction and query
+        when they are the same) computed once when it is at least `MIN_COMMON_PREFIX` tokens.
         """
         out = np.empty(len(pairs), dtype=np.float32)
         groups: dict[tuple[int, ...], list[int]] = {}
-        plain: list[int] = []
         for i, pair in enumerate(pairs):
-            if self.share_prefix and pair.shared_len:
-                groups.setdefault(tuple(pair.input_ids[: pair.shared_len]), []).append(i)
-            else:
-                plain.append(i)
+            shared = pair.shared_len if self.share_prefix else 0
+            groups.setdefault(tuple(pair.input_ids[:shared]) if shared else (-1 - i,), []).append(i)
+        rest: list[int] = []
         for prefix, members in groups.items():
-            if len(members) < 2:  # nothing to share: batch it with the others instead
-                plain.extend(members)
+            if prefix[0] < 0 or len(members) < PREFIX_SHARING_MIN_DOCS:
+                rest.extend(members)
                 continue
             tails = [pairs[i].input_ids[len(prefix) :] for i in members]
             out[members] = self.scorer.logits_shared_prefix(prefix, tails, progress=progress)
-        if plain:
-            out[plain] = self.scorer.logits([pairs[i].input_ids for i in plain], progress=progress)
+        if rest:
+            rest.sort()
+            sequences = [pairs[i].input_ids for i in rest]
+            shared = common_prefix_length(sequences) if self.share_prefix and len(rest) > 1 else 0
+            if shared >= MIN_COMMON_PREFIX:
+                tails = [s[shared:] for s in sequences]
+                out[rest] = self.scorer.logits_shared_prefix(sequences[0][:shared], tails, progress=progress)
+            else:
+                out[rest] = self.scorer.logits(sequences, progress=progress)
         return out
 

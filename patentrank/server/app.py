@@ -1,4 +1,4 @@
-"""`create_app(engine, settings)`: the FastAPI application around an `Engine`."""
+"""`create_app(runtime)`: the FastAPI application around the composition root's `Runtime`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from patentrank import __version__
 from patentrank.config import Settings
 from patentrank.engine import Engine
+from patentrank.runtime import Runtime
 from patentrank.server import routes_admin, routes_embed, routes_rerank, routes_tei
 from patentrank.server.auth import AuthMiddleware, FailureLimiter, make_auth
 from patentrank.server.errors import install_error_handlers
@@ -23,18 +24,28 @@ Hugging Face TEI shapes, and OpenAI-compatible embeddings. See docs/api.md for e
 
 
 def create_app(
-    engine: Engine, settings: Settings | None = None, routers: Sequence[APIRouter] = ()
+    runtime: Runtime | Engine, settings: Settings | None = None, routers: Sequence[APIRouter] = ()
 ) -> FastAPI:
-    """Build the app; `routers` adds more endpoints (e.g. search) behind the same API key.
+    """Build the app around `runtime` (`patentrank.runtime.serve_runtime`); a bare `Engine` serves
+    the model APIs only (no index). `routers` adds more endpoints (e.g. search) behind the same API key.
 
-    The engine is started and stopped with the app (lifespan); routes reach it as
-    `request.app.state.engine` and the settings as `request.app.state.settings`.
+    The engine is started and stopped with the app (lifespan); routes reach the runtime as
+    `request.app.state.runtime`, its engine as `request.app.state.engine` and the settings as
+    `request.app.state.settings`.
 
     Example:
-        >>> app = create_app(Engine(reranker=Reranker("Qwen/Qwen3-Reranker-0.6B")))
-        >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+        >>> from fastapi.testclient import TestClient
+        >>> app = create_app(Engine(settings=Settings(cache_size=0)))
+        >>> with TestClient(app) as client:
+        ...     client.get("/health").json()["stages"]
+        {'rerank': False, 'embed': False, 'search': False, 'dense': False}
     """
-    settings = settings or engine.settings
+    if isinstance(runtime, Engine):
+        runtime = Runtime.serving(runtime)
+    engine = runtime.engine
+    if engine is None:
+        raise ValueError("create_app needs a serving runtime (patentrank.runtime.serve_runtime)")
+    settings = settings or runtime.settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,6 +62,7 @@ def create_app(
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.state.runtime = runtime
     app.state.engine = engine
     app.state.settings = settings
     install_error_handlers(app)

@@ -21,8 +21,7 @@ async def health(request: Request) -> Response:
     """Always 200 while the process serves; `status` is "degraded" when a stage has no model, and each
     model's `error` says why it did not load. With an API key configured, callers without it get only
     `status`."""
-    engine: Engine = request.app.state.engine
-    health = engine.health()
+    health = request.app.state.runtime.health()
     if not getattr(request.state, "authenticated", True):  # paths and versions only for key holders
         return json_response({"status": health["status"]})
     return json_response(health)

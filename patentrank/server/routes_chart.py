@@ -19,10 +19,9 @@ from patentrank.claim_chart import (
 )
 from patentrank.combinations import MAX_COMBINATION_REFERENCES, combine
 from patentrank.errors import InputError
-from patentrank.search import SearchRequest
+from patentrank.search_request import SearchBody
 from patentrank.server.errors import ApiError
 from patentrank.server.routes_rerank import json_response
-from patentrank.server.routes_search import SearchBody
 
 router = APIRouter(tags=["claim chart"])
 
@@ -61,7 +60,7 @@ def _reference_ids(body: ChartBody, claim_text: str, request: Request, limit: in
         return body.references
     assert body.search is not None
     s = body.search
-    pipeline = request.app.state.engine.require_pipeline()
+    pipeline = request.app.state.runtime.require_pipeline()
     query = s.query or (claim_text if not s.patent_id else "")
     if s.top_n > limit:
         raise InputError(
@@ -69,30 +68,16 @@ def _reference_ids(body: ChartBody, claim_text: str, request: Request, limit: in
             "(PATENTRANK_MAX_CHART_REFERENCES)",
             field="search.top_n",
         )
-    response = pipeline.search(
-        SearchRequest(
-            query=query,
-            patent_id=s.patent_id,
-            mode=s.mode,
-            filter=s.filter.to_filter(),
-            top_n=s.top_n,
-            rerank=s.rerank,
-            candidates=s.candidates or request.app.state.settings.rerank_candidates,
-            retrieve_k=s.retrieve_k,
-            lexical_weight=s.lexical_weight,
-            dense_weight=s.dense_weight,
-            instruction=s.instruction,
-            min_score=s.min_score,
-            highlight=False,
-        )
-    )
+    # The claim stands in for a missing query; the chart needs no highlights.
+    request_ = s.model_copy(update={"query": query, "highlight": False}).to_request()
+    response = pipeline.search(request_)
     return [r.patent_id for r in response.results]
 
 
 def _run_chart(body: ChartBody, request: Request) -> ClaimChart:
     engine = request.app.state.engine
     settings = request.app.state.settings
-    pipeline = engine.require_pipeline()
+    pipeline = request.app.state.runtime.require_pipeline()
     charter = ClaimCharter(pipeline.index.docstore, scorers_from_engine(engine), settings)
     claim, _ = charter.resolve_claim(body.claim)
     ids = _reference_ids(body, claim, request, settings.max_chart_references)

@@ -3,82 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from patentrank.corpus import patent_from_record
-from patentrank.engine import Engine
 from patentrank.errors import InputError
-from patentrank.fusion import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, DEFAULT_RRF_K
-from patentrank.index.filters import SearchFilter
-from patentrank.index.patent_index import IngestReport
+from patentrank.index.report import IngestReport, Rejection
 from patentrank.patent_ids import MAX_PATENT_ID_LENGTH, PATENT_ID_PATTERN, patent_id_problem
-from patentrank.search import MAX_CANDIDATES, MAX_TOP_N, SearchRequest
+from patentrank.search_request import SearchBody
 from patentrank.server.errors import ApiError
 from patentrank.server.routes_rerank import json_response
 
 router = APIRouter(tags=["search"])
-
-
-class FilterBody(BaseModel):
-    """Restrictions applied inside retrieval; lists mean "any of", fields combine with AND."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    date_field: Literal["priority", "filing", "publication"] = "priority"
-    before: dt.date | None = Field(None, description="Only patents dated strictly before this day")
-    after: dt.date | None = Field(None, description="Only patents dated on or after this day")
-    ipc: list[str] = Field(default_factory=list, description="IPC/CPC prefixes, e.g. ['H01M', 'G06T5']")
-    languages: list[str] = Field(default_factory=list, description="e.g. ['zh', 'en']")
-    jurisdictions: list[str] = Field(default_factory=list, description="e.g. ['CN', 'US', 'EP']")
-    exclude: list[str] = Field(default_factory=list, description="Publication numbers to leave out")
-
-    def to_filter(self) -> SearchFilter:
-        return SearchFilter(
-            date_field=self.date_field,
-            before=self.before,
-            after=self.after,
-            code_prefixes=self.ipc,
-            languages=self.languages,
-            jurisdictions=self.jurisdictions,
-            exclude_patents=self.exclude,
-        )
-
-
-class SearchBody(BaseModel):
-    """A search: `query` text, or `patent_id` (or a publication number as the query) to search by patent."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field("", max_length=20_000)
-    patent_id: str | None = None
-    mode: Literal["lexical", "dense", "hybrid"] = "hybrid"
-    filter: FilterBody = Field(default_factory=FilterBody)
-    top_n: int = Field(10, ge=1, le=MAX_TOP_N)
-    rerank: bool = True
-    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="Passages reranked")
-    retrieve_k: int = Field(200, ge=1, le=10_000, description="Passages taken from each retriever")
-    fusion: Literal["score", "rrf"] = Field(
-        DEFAULT_FUSION,
-        description="How the lexical and dense lists combine: 'score' (weighted normalised scores, the "
-        "default) or 'rrf' (reciprocal-rank fusion); see docs/evaluation.md",
-    )
-    lexical_weight: float = Field(DEFAULT_LEXICAL_WEIGHT, ge=0)
-    dense_weight: float = Field(DEFAULT_DENSE_WEIGHT, ge=0)
-    rrf_k: int = Field(DEFAULT_RRF_K, ge=1, le=10_000, description="RRF's k (fusion 'rrf' only)")
-    instruction: str | None = Field(None, max_length=2_000)
-    min_score: float | None = Field(None, ge=0, le=1)
-    highlight: bool = True
-    collapse: bool = Field(
-        True,
-        description="One result per invention: patents with one `family_id`, or the same normalised title "
-        "+ abstract, are listed in `family_members` of the best-ranked one; `top_n` counts kept results. "
-        "Searching by patent also leaves out the patent's own family and twins",
-    )
 
 
 class IngestBody(BaseModel):
@@ -93,8 +32,7 @@ class IngestBody(BaseModel):
 
 
 def _pipeline(request: Request) -> Any:
-    engine: Engine = request.app.state.engine
-    return engine.require_pipeline()
+    return request.app.state.runtime.require_pipeline()
 
 
 @router.post(
@@ -107,25 +45,7 @@ async def search(body: SearchBody, request: Request) -> Response:
     every stage; `stages` says which stages ran and why the others did not. With `collapse` (default)
     one result per invention: the others are in its `family_members` (id, score, reason)."""
     pipeline = _pipeline(request)
-    settings = request.app.state.settings
-    req = SearchRequest(
-        query=body.query,
-        patent_id=body.patent_id,
-        mode=body.mode,
-        filter=body.filter.to_filter(),
-        top_n=body.top_n,
-        rerank=body.rerank,
-        candidates=body.candidates or settings.rerank_candidates,
-        retrieve_k=body.retrieve_k,
-        fusion=body.fusion,
-        lexical_weight=body.lexical_weight,
-        dense_weight=body.dense_weight,
-        rrf_k=body.rrf_k,
-        instruction=body.instruction,
-        min_score=body.min_score,
-        highlight=body.highlight,
-        collapse=body.collapse,
-    )
+    req = body.to_request()
     try:
         response = await asyncio.to_thread(pipeline.search, req)
     except InputError as exc:
@@ -156,13 +76,14 @@ async def ingest(body: IngestBody, request: Request) -> Response:
                 raise InputError(f"id {problem}", field="id")
             patents.append(patent)
         except InputError as exc:
-            rejected.append((position, record.get("id"), exc.field, str(exc)))
+            patent_id = record.get("id")
+            where = f"patents[{position}]"
+            rejected.append(
+                Rejection(where, str(exc), exc.field, None if patent_id is None else str(patent_id), position)
+            )
     report = await asyncio.to_thread(pipeline.index.add, patents) if patents else IngestReport()
-    report.rejected += [(f"patents[{position}]", reason) for position, _, _, reason in rejected]
+    report.rejected += rejected
     result = report.as_dict()
-    # The report's {where, reason}, plus the request position, id and field a client can act on.
-    for entry, (position, patent_id, field, _) in zip(result["rejected"], rejected, strict=True):
-        entry.update(index=position, id=patent_id, field=field)
     result["index"] = await asyncio.to_thread(pipeline.index.stats)
     return json_response(result)
 

@@ -1,4 +1,4 @@
-"""What the UI's buttons do: search, rerank and ingest through the same engine objects as the HTTP API."""
+"""What the UI's buttons do: search, rerank and ingest through the same runtime objects as the HTTP API."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Any, TypeVar
 from patentrank.config import Settings
 from patentrank.corpus import load_patents
 from patentrank.cost import WorkMeter, token_counter, where_it_runs
-from patentrank.engine import Engine, StageUnavailable
+from patentrank.engine import StageUnavailable
 from patentrank.errors import InputError, PatentrankError
-from patentrank.index.filters import SearchFilter, date_to_int
+from patentrank.health import models_status
+from patentrank.runtime import Runtime
 from patentrank.search import SearchRequest, SearchResponse
+from patentrank.search_request import parse_search
 from patentrank.ui import render
 from patentrank.ui.export import ExportDir
 from patentrank.ui.status import index_stats, status_line
@@ -53,25 +55,44 @@ def attempt(action: str, call: Callable[[], T]) -> tuple[T | None, str | None]:
 
 
 class UiActions:
-    """The UI's event handlers, bound to one `Engine`; each returns HTML (and files) for the page.
+    """The UI's event handlers, bound to a serving `Runtime`; each returns HTML (and files) for the page.
 
-    Example:
-        >>> actions = UiActions(engine, settings)
-        >>> html, csv_path, jsonl_path = actions.search("图像去噪", top_n=5)   # doctest: +SKIP
+    Example (a lexical search over the sample corpus, no models):
+        >>> import tempfile
+        >>> from patentrank.corpus import load_patents, sample_corpus_path
+        >>> from patentrank.runtime import serve_runtime
+        >>> folder = tempfile.mkdtemp()
+        >>> settings = Settings(index_dir=folder, reranker_model="none", embedder_model="none", cache_size=0)
+        >>> runtime = serve_runtime(settings)
+        >>> runtime.index.add(load_patents(sample_corpus_path())).added
+        49
+        >>> html, csv_path, jsonl_path = UiActions(runtime).search("图像去噪", mode="lexical", top_n=5)
+        >>> html.count('class="pr-card"'), csv_path.endswith(".csv")
+        (5, True)
+        >>> print(UiActions(runtime).search("gears", date_before="31/12/2020")[0])  # the HTTP body's rules
+        <div class="pr-error" role="alert"><strong>Error:</strong> filter.before:
+        &#x27;31/12/2020&#x27; is not a date: write it as YYYY-MM-DD</div>
+        >>> runtime.close()
     """
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
-        self.settings = settings
+    def __init__(self, runtime: Runtime) -> None:
+        if runtime.engine is None:
+            raise ValueError("the page needs a serving runtime (patentrank.runtime.serve_runtime)")
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.settings: Settings = runtime.settings
         self.exports = ExportDir()
 
     # ------------------------------------------------------------ status
 
     def status(self) -> str:
-        return status_line(self.engine)
+        return status_line(self.runtime)
 
     def index_info(self) -> str:
-        return render.index_info_html(index_stats(self.engine), self.engine.health()["models"])
+        return render.index_info_html(
+            index_stats(self.runtime),
+            models_status(self.runtime.reranker, self.runtime.embedder, self.runtime.errors),
+        )
 
     # ------------------------------------------------------------ search
 
@@ -94,38 +115,26 @@ class UiActions:
         query = (query or "").strip()
         if not query:
             raise InputError("enter a query: free text, or a publication number such as CN113344556A")
-        before = (date_before or "").strip() or None
-        if before:
-            try:
-                date_to_int(before)
-            except ValueError:
-                raise InputError(
-                    f"date cutoff {before!r} is not a date: write it as YYYY-MM-DD", field="before"
-                ) from None
-        try:
-            flt = SearchFilter(
-                date_field=date_field,  # type: ignore[arg-type]
-                before=before,
-                code_prefixes=split_list(codes),
-                languages=[lang.lower() for lang in split_list(languages)],
-                jurisdictions=[j.upper() for j in split_list(jurisdictions)],
-            )
-        except ValueError as exc:
-            raise InputError(str(exc), field="filter") from None
-        return SearchRequest(
-            query=query,
-            mode=mode,  # type: ignore[arg-type]
-            filter=flt,
-            top_n=int(top_n),
-            rerank=bool(rerank),
-            candidates=self.settings.rerank_candidates,
-            instruction=(instruction or "").strip() or None,
-            collapse=bool(collapse),
-        )
+        form = {
+            "query": query,
+            "mode": mode,
+            "filter": {
+                "date_field": date_field,
+                "before": date_before,
+                "ipc": split_list(codes),
+                "languages": [lang.lower() for lang in split_list(languages)],
+                "jurisdictions": [j.upper() for j in split_list(jurisdictions)],
+            },
+            "top_n": int(top_n),
+            "rerank": bool(rerank),
+            "instruction": (instruction or "").strip() or None,
+            "collapse": bool(collapse),
+        }
+        return parse_search(form)  # the HTTP body's schema and limits
 
     def run_search(self, request: SearchRequest) -> SearchResponse:
-        """The search itself: the engine's own pipeline, as the HTTP search route uses it."""
-        return self.engine.require_pipeline().search(request)
+        """The search itself: the runtime's own pipeline, as the HTTP search route uses it."""
+        return self.runtime.require_pipeline().search(request)
 
     def search(self, query: str, **form: Any) -> tuple[str, str | None, str | None]:
         """Results HTML plus the CSV and JSONL export paths (None when there is nothing to export)."""
@@ -204,7 +213,7 @@ class UiActions:
         def go() -> str:
             if not path:
                 raise InputError("choose a .jsonl or .csv file of patents first")
-            index = self.engine.require_pipeline().index
+            index = self.runtime.require_pipeline().index
             source = Path(path)
             total = _estimate_records(source)
             stream = load_patents(source, strict=False)

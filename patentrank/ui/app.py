@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from patentrank.config import DEFAULT_INSTRUCTION, PATENT_INSTRUCTION, Settings
-from patentrank.engine import Engine
+from patentrank.runtime import Runtime
 from patentrank.ui import style
 from patentrank.ui.actions import UiActions
 from patentrank.ui.chart_tab import chart_tab
@@ -175,21 +175,24 @@ def _index_tab(gr: Any, actions: UiActions, status: Any) -> Any:
     return info
 
 
-def build_ui(engine: Engine, settings: Settings | None = None) -> Any:
-    """The Gradio page over `engine`: Search, Rerank and Index tabs under a status line.
+def build_ui(runtime: Runtime) -> Any:
+    """The Gradio page over a serving `runtime`: Search, Rerank, Index and Claim chart tabs under a
+    status line.
 
-    Every tab calls the engine's own objects (its pipeline, its rerank batcher, its index), so the
-    page and the HTTP API give the same answers. Pass `style.CSS` and `style.theme()` when
+    Every tab calls the runtime's own objects (its pipeline, the engine's rerank batcher, its index),
+    so the page and the HTTP API give the same answers. Pass `style.CSS` and `style.theme()` when
     launching it on its own; `mount_ui` does.
 
     Example:
-        >>> demo = build_ui(engine, settings)
-        >>> demo.launch(css=style.CSS, theme=style.theme())        # doctest: +SKIP
+        >>> from patentrank.engine import Engine
+        >>> demo = build_ui(Runtime.serving(Engine(settings=Settings(cache_size=0))))
+        >>> type(demo).__name__
+        'Blocks'
     """
     import gradio as gr
 
-    settings = settings or engine.settings
-    actions = UiActions(engine, settings)
+    settings = runtime.settings
+    actions = UiActions(runtime)
     with gr.Blocks(title="patentrank", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("## patentrank · patent search with Qwen3 reranking")
         status = gr.HTML(elem_id="status-line", js_on_load=None)
@@ -201,15 +204,16 @@ def build_ui(engine: Engine, settings: Settings | None = None) -> Any:
             with gr.Tab("Index", id="index"):
                 info = _index_tab(gr, actions, status)
             with gr.Tab("Claim chart", id="chart"):
-                chart_tab(gr, engine, settings, numbered)
+                chart_tab(gr, runtime, numbered)
         demo.load(
             lambda: (actions.status(), actions.index_info()), None, [status, info], api_visibility="private"
         )
     return demo
 
 
-def mount_ui(app: Any, engine: Engine, settings: Settings | None = None, path: str = "/ui") -> Any:
-    """Mount the page at `path` (and redirect `/` there); with an API key set, Gradio asks for it.
+def mount_ui(app: Any, path: str = "/ui") -> Any:
+    """Mount the page over the app's runtime (`create_app`'s) at `path` and redirect `/` there; with
+    an API key set, Gradio asks for it.
 
     The browser cannot send the HTTP API's Bearer header, so the page has Gradio's own login: any
     user name, the API key as the password (compared in constant time); the session cookie then
@@ -217,14 +221,17 @@ def mount_ui(app: Any, engine: Engine, settings: Settings | None = None, path: s
     fonts are Gradio's bundled ones or the system's, and server-side rendering (Node) is not used.
 
     Example:
-        >>> app = mount_ui(create_app(engine, settings), engine, settings)
-        >>> uvicorn.run(app)                                        # doctest: +SKIP
+        >>> from patentrank.engine import Engine
+        >>> from patentrank.server import create_app
+        >>> app = mount_ui(create_app(Engine(settings=Settings(cache_size=0))))
+        >>> sorted(r.path for r in app.routes if getattr(r, "path", "") in ("/", "/ui"))
+        ['/', '/ui']
     """
     import gradio as gr
     from fastapi.responses import RedirectResponse
 
-    settings = settings or engine.settings
-    api_key = settings.api_key
+    runtime: Runtime = app.state.runtime
+    api_key = app.state.settings.api_key
     auth = None
     if api_key:
         expected = api_key.encode("utf-8")
@@ -234,7 +241,7 @@ def mount_ui(app: Any, engine: Engine, settings: Settings | None = None, path: s
 
     gr.mount_gradio_app(
         app,
-        build_ui(engine, settings),
+        build_ui(runtime),
         path=path,
         auth=auth,
         auth_message=LOGIN_MESSAGE if api_key else None,

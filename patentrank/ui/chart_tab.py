@@ -17,8 +17,8 @@ from patentrank.chart_export import chart_table_html, write_chart
 from patentrank.claim_chart import ChartRequest, ClaimChart, ClaimCharter, scorers_from_engine
 from patentrank.combinations import combine
 from patentrank.config import Settings
-from patentrank.engine import Engine
 from patentrank.errors import InputError
+from patentrank.runtime import Runtime
 from patentrank.search import SearchRequest
 from patentrank.ui.actions import attempt, parse_lines, split_list
 from patentrank.ui.render import error_html
@@ -32,22 +32,23 @@ CHART_CSS = (
 
 
 class ChartActions:
-    """The tab's handlers over one engine; each returns HTML (and file paths) for the page."""
+    """The tab's handlers over a serving runtime; each returns HTML (and file paths) for the page."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
-        self.settings = settings
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.settings: Settings = runtime.settings
         self.folder = Path(tempfile.mkdtemp(prefix="patentrank-charts-"))
 
     def _charter(self) -> ClaimCharter:
-        pipeline = self.engine.require_pipeline()
+        pipeline = self.runtime.require_pipeline()
         return ClaimCharter(pipeline.index.docstore, scorers_from_engine(self.engine), self.settings)
 
     def split(self, claim: str) -> tuple[str, str]:
         """(elements one per line, message HTML) for the editable split."""
 
         def go() -> str:
-            charter = ClaimCharter(self.engine.require_pipeline().index.docstore, None, self.settings)  # type: ignore[arg-type]
+            charter = ClaimCharter(self.runtime.require_pipeline().index.docstore, None, self.settings)  # type: ignore[arg-type]
             text, _ = charter.resolve_claim(claim)
             return "\n".join(charter.elements_of(text, None))
 
@@ -68,7 +69,7 @@ class ChartActions:
                     f"{search_top_n} search results is more than the limit of "
                     f"{self.settings.max_chart_references} references (PATENTRANK_MAX_CHART_REFERENCES)"
                 )
-            found = self.engine.require_pipeline().search(
+            found = self.runtime.require_pipeline().search(
                 SearchRequest(text, top_n=int(search_top_n), highlight=False)
             )
             ids = [r.patent_id for r in found.results]
@@ -129,9 +130,9 @@ def combinations_html(chart: ClaimChart, combos: list[Any]) -> str:
     )
 
 
-def chart_tab(gr: Any, engine: Engine, settings: Settings, numbered: Any) -> None:
+def chart_tab(gr: Any, runtime: Runtime, numbered: Any) -> None:
     """Build the tab's components inside the current `gr.Tab`."""
-    actions = ChartActions(engine, settings)
+    actions = ChartActions(runtime)
     gr.Markdown(
         "Chart a claim against prior art: each element of the claim against the passage of each reference "
         "that best discloses it (reranker score; shaded green when covered). Write the claim, or "
@@ -150,7 +151,9 @@ def chart_tab(gr: Any, engine: Engine, settings: Settings, numbered: Any) -> Non
         search_top_n = gr.Number(
             label="Search results to use", value=5, precision=0, minimum=0, elem_id="chart-top-n"
         )
-        threshold = gr.Slider(0.0, 1.0, value=settings.chart_threshold, step=0.01, label="Covered at score ≥")
+        threshold = gr.Slider(
+            0.0, 1.0, value=runtime.settings.chart_threshold, step=0.01, label="Covered at score ≥"
+        )
     with gr.Row():
         button = gr.Button("Chart", variant="primary", elem_id="chart-button")
         size = gr.Radio([2, 3], value=2, label="Combine", elem_id="chart-size")

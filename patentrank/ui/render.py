@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from patentrank.index.report import Rejection
 from patentrank.search import PatentResult, SearchResponse
 
 MAX_SHOWN_REJECTS = 50
@@ -196,7 +197,7 @@ def rerank_html(documents: Sequence[str], scores: Sequence[float], truncated: Se
 def ingest_html(
     source: str,
     report: Mapping[str, Any],
-    rejected: Sequence[tuple[str, str]],
+    rejected: Sequence[Rejection],
     took_s: float,
 ) -> str:
     """What an upload did: counts, then each rejected record with its line number and reason."""
@@ -206,7 +207,7 @@ def ingest_html(
     )
     rows = "".join(
         f"<tr><td>{esc(where)}</td><td>{esc(reason)}</td></tr>"
-        for where, reason in rejected[:MAX_SHOWN_REJECTS]
+        for where, reason, *_ in rejected[:MAX_SHOWN_REJECTS]
     )
     more = len(rejected) - MAX_SHOWN_REJECTS
     table = (

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from patentrank.engine import Engine, StageUnavailable
+from patentrank.engine import StageUnavailable
+from patentrank.health import models_status
+from patentrank.runtime import Runtime
 from patentrank.ui import render
 
 CONSEQUENCES = {
@@ -16,10 +18,9 @@ CONSEQUENCES = {
 }
 
 
-def index_stats(engine: Engine) -> dict[str, Any] | None:
-    """The search index's `stats()`, or None when the engine has no pipeline."""
-    pipeline = engine.pipeline
-    return pipeline.index.stats() if pipeline is not None else None
+def index_stats(runtime: Runtime) -> dict[str, Any] | None:
+    """The search index's `stats()`, or None when the runtime has no index."""
+    return runtime.index.stats() if runtime.index is not None else None
 
 
 def _missing(require: Callable[[], Any]) -> str | None:
@@ -35,10 +36,11 @@ def _on_cpu(model: Any) -> bool:
     return getattr(device, "type", device) == "cpu"
 
 
-def status_line(engine: Engine) -> str:
+def status_line(runtime: Runtime) -> str:
     """HTML badges for the models, the index and each search stage, then problems and fixes."""
-    health = engine.health()
-    models = health["models"]
+    engine = runtime.engine
+    assert engine is not None
+    models = models_status(runtime.reranker, runtime.embedder, runtime.errors)
     items: list[tuple[str, bool, str]] = []
     problems: list[str] = []
     for role, require in (("reranker", engine.require_reranker), ("embedder", engine.require_embedder)):
@@ -46,24 +48,21 @@ def status_line(engine: Engine) -> str:
         if info["ready"]:
             items.append((role, True, str(info["model"])))
             continue
-        switched_off = role in engine.disabled
+        switched_off = role in runtime.disabled
         items.append((role, False, "off" if switched_off else "not loaded"))
         problems.append(f"{_missing(require)}. {CONSEQUENCES[role]}")
-    pipeline = engine.pipeline
+    pipeline = runtime.pipeline
     if pipeline is None:
         items.append(("index", False, "none"))
-        problems.append(f"{_missing(engine.require_pipeline)}. {CONSEQUENCES['pipeline']}")
+        problems.append(f"{_missing(runtime.require_pipeline)}. {CONSEQUENCES['pipeline']}")
     else:
         stats = pipeline.index.stats()
         items.append(("index", True, f"{stats['patents']} patents, {stats['passages']} passages"))
-        stages = {
-            "lexical": (True, ""),
-            "dense": (pipeline.embed_query is not None, pipeline.unavailable.get("dense", "no embedder")),
-            "rerank": (pipeline.rerank is not None, pipeline.unavailable.get("rerank", "no reranker")),
-        }
-        for stage, (ready, reason) in stages.items():
-            items.append((stage, ready, ""))
-            if not ready and models["reranker" if stage == "rerank" else "embedder"]["ready"]:
+        missing = pipeline.missing_stages()
+        for stage in ("lexical", "dense", "rerank"):
+            reason = missing.get(stage)
+            items.append((stage, reason is None, ""))
+            if reason is not None and models["reranker" if stage == "rerank" else "embedder"]["ready"]:
                 problems.append(f"search stage {stage} is off: {reason}")
         if stats.get("waiting_for_vectors"):
             problems.append(
