@@ -7,7 +7,6 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -15,6 +14,7 @@ from pymilvus import DataType, MilvusClient  # before the logging tweak below: i
 from pymilvus.exceptions import MilvusException
 
 from patentrank.errors import InputError
+from patentrank.index import milvus_lite_quirks as lite
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.stores import (
     VectorStoreError,
@@ -30,9 +30,6 @@ T = TypeVar("T")
 for _name in ("pymilvus", "pymilvus.milvus_client"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
-# Milvus Lite accepts IVF_PQ, DISKANN, SCANN and others, then never builds them and searches fall
-# back silently; only these are known to work there. A Milvus server takes any index type.
-LITE_INDEX_TYPES = ("FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "BRUTE_FORCE", "AUTOINDEX")
 METRICS = ("IP", "COSINE")  # higher is better, as VectorStore promises
 VARCHAR_LIMITS = {"patent_id": 512, "language": 64, "jurisdiction": 64, "codes": 65535}
 DEFAULT_BUILD_PARAMS: dict[str, dict[str, Any]] = {
@@ -41,12 +38,7 @@ DEFAULT_BUILD_PARAMS: dict[str, dict[str, Any]] = {
     "IVF_FLAT": {"nlist": 128},
     "IVF_SQ8": {"nlist": 128},
 }
-LITE_EXACT_LIMIT = 10_000  # rows a short filtered Lite search fetches to answer exactly
-LITE_FILTER_EF_FACTOR = 8
 _UNAVAILABLE_HINTS = ("fail connecting", "unavailable", "deadline", "retry timeout", "connection", "closed")
-
-_lite_lock = threading.Lock()
-_lite_users: dict[str, int] = {}
 
 
 class MilvusStore:
@@ -108,15 +100,15 @@ class MilvusStore:
         self._counts: dict[str, int] = {}
         if self.metric not in METRICS:
             raise VectorStoreError(f"metric {metric!r} is not supported: use one of {', '.join(METRICS)}")
-        if self.is_lite and self.index_type not in LITE_INDEX_TYPES:
+        if self.is_lite and self.index_type not in lite.LITE_INDEX_TYPES:
             raise VectorStoreError(
                 f"Milvus Lite accepts index type {self.index_type!r} but never builds it (searches silently "
-                f"fall back); use one of {', '.join(LITE_INDEX_TYPES)}, or a Milvus server"
+                f"fall back); use one of {', '.join(lite.LITE_INDEX_TYPES)}, or a Milvus server"
             )
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", collection):
             raise VectorStoreError(f"collection name {collection!r} must be letters, digits and underscores")
         if self.is_lite:
-            self._prepare_lite_folder()
+            lite.acquire_folder(uri)
         self._connect()
 
     # ----- connection --------------------------------------------------------------------------
@@ -125,16 +117,6 @@ class MilvusStore:
     def where(self) -> str:
         """The URI without credentials, for messages."""
         return re.sub(r"//[^/@]*@", "//***@", self.uri)
-
-    def _prepare_lite_folder(self) -> None:
-        path = Path(self.uri).expanduser()
-        if path.is_file():
-            raise VectorStoreError(
-                f"{self.uri!r} is a file (an old Milvus Lite database?); Milvus Lite now keeps a folder there"
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _lite_lock:
-            _lite_users[str(path.resolve())] = _lite_users.get(str(path.resolve()), 0) + 1
 
     def _connect(self, timeout_s: float | None = None) -> Any:
         """A client with the collection present and loaded; VectorStoreUnavailable when unreachable."""
@@ -229,10 +211,7 @@ class MilvusStore:
             with contextlib.suppress(Exception):  # the connection is already gone
                 client.close()
         if self.is_lite and restart_lite:
-            # Milvus Lite's in-process server refused the connection: forget it, a new client restarts it.
-            from milvus_lite.server_manager import server_manager_instance
-
-            server_manager_instance.release_server(str(Path(self.uri).expanduser()))
+            lite.restart_server(self.uri)
 
     # ----- writing -----------------------------------------------------------------------------
 
@@ -303,7 +282,7 @@ class MilvusStore:
             # selective filters came back short (recall@100 0.09 under 1% selectivity, 0.70 at 15%).
             # A wider beam, then exact answers for rows still short (counting matches up front
             # would cost seconds per broad filter on Lite).
-            params["params"]["ef"] = min(params["params"]["ef"] * LITE_FILTER_EF_FACTOR, 16384)
+            params["params"]["ef"] = min(params["params"]["ef"] * lite.LITE_FILTER_EF_FACTOR, 16384)
         results: list[list[tuple[int, float]]] = []
         for start in range(0, len(matrix), 1024):
             batch = matrix[start : start + 1024].tolist()
@@ -326,7 +305,7 @@ class MilvusStore:
         if short:
             matching = self._lite_count(expr)  # cheap here: few rows match when rows come back short
             short = [i for i in short if len(results[i]) < matching]
-            if short and matching <= LITE_EXACT_LIMIT:
+            if short and matching <= lite.LITE_EXACT_LIMIT:
                 for i, row in zip(short, self._lite_exact(matrix[short], k, expr), strict=True):
                     results[i] = row
         return results
@@ -347,15 +326,13 @@ class MilvusStore:
         rows = self._call(
             "query",
             lambda c: c.query(
-                self.collection, filter=expr, output_fields=["id", "vector"], limit=LITE_EXACT_LIMIT,
-                timeout=self.timeout_s,
+                self.collection, filter=expr, output_fields=["id", "vector"],
+                limit=lite.LITE_EXACT_LIMIT, timeout=self.timeout_s,
             ),
         )  # fmt: skip
         ids = np.array([r["id"] for r in rows], dtype=np.int64)
         vectors = np.array([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.dim)
-        scores = queries @ vectors.T
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return [[(int(ids[j]), float(s[j])) for j in o] for o, s in zip(order, scores, strict=True)]
+        return lite.exact_top_k(queries, ids, vectors, k)
 
     def health(self, timeout_s: float = 3.0) -> dict[str, object]:
         """{'ok', 'detail', 'backend', 'uri', 'collection', 'count', ...}; never raises, never hangs."""
@@ -389,14 +366,7 @@ class MilvusStore:
             except Exception:  # closing must not fail because Milvus already went away
                 pass
         if self.is_lite:
-            key = str(Path(self.uri).expanduser().resolve())
-            with _lite_lock:
-                _lite_users[key] = _lite_users.get(key, 1) - 1
-                last = _lite_users[key] <= 0
-            if last:
-                from milvus_lite.server_manager import server_manager_instance
-
-                server_manager_instance.release_server(key)
+            lite.release_folder(self.uri)
 
     def __enter__(self) -> MilvusStore:
         return self
