@@ -3,11 +3,12 @@
 Run from the repository root (under `flock /tmp/patentrank-bench.lock`):
     .venv/bin/python -m benchmarks.embed_bench
 The 0.6B model has random weights (real tokenizer); multilingual-e5-small is the real model, rebuilt by
-`../shared/models/build-me5-small /tmp/models/me5-small .venv/bin/python`. Each configuration runs in a
-fresh subprocess (its own peak RSS) on the same mixed-length patent passages; the parent compares the
-vectors with float32's and writes the "Embedder precision (issue 13)" section of docs/benchmarks.md
-(`--section` names another). int8 (ONNX Runtime) is exported in a first subprocess when no export is
-cached (its time is the "export s" column), then measured in a second one that loads the cached export.
+`../shared/models/build-me5-small .cache/me5-small .venv/bin/python` (scripts/test does). Each
+configuration runs in a fresh subprocess (its own peak RSS) on the same mixed-length patent passages;
+the parent compares the vectors with float32's and writes the "Embedder precision (issue 13)" section of
+docs/benchmarks.md (`--section` names another). int8 (ONNX Runtime) is exported in a first subprocess
+when no export is cached (its time is the "export s" column), then measured in a second one that loads
+the cached export.
 
 Agreement: cosine of each passage's vector to its float32 vector (mean and worst), and, because
 random-weight vectors can agree with float32 while all being alike, the Spearman correlation of all
@@ -28,6 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common as bench
+from patentrank.testing import me5_small_dir
 
 CONFIGS = ("float32", "auto", "bfloat16", "int8")
 COSINE_BAR = 0.999  # mean cosine to float32 that `auto` must keep (worst passage >= 0.995)
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default="qwen3,e5", help="comma-separated: qwen3, e5")
-    parser.add_argument("--e5", default="/tmp/models/me5-small")
+    parser.add_argument("--e5", default=str(me5_small_dir() or bench.REPO_ROOT / ".cache" / "me5-small"))
     parser.add_argument("--passages", type=int, default=24, help="passages for the 0.6B model (e5: 4x)")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)

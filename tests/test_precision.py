@@ -179,3 +179,20 @@ def test_cpu_flags_without_bf16_make_auto_float32(monkeypatch: pytest.MonkeyPatc
     assert precision.embedder_plan(plan_precision("auto", CPU), CPU).name == "float32"
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert precision.embedder_plan(plan_precision("auto", CPU), CPU).name == "bfloat16"
+
+
+def test_int8_on_a_cpu_without_vnni_says_float32_is_likely_faster(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """INT8 stays what was asked for, but on an AVX2-only CPU (measured 0.7x float32) /health and the log
+    say so; a VNNI CPU (measured 2.0x) gets no caveat."""
+    from patentrank.models import onnx_export
+
+    monkeypatch.setattr(onnx_export, "cpu_has_vnni", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="patentrank"):
+        plan = plan_precision("int8", CPU)
+    assert plan.name == "int8" and plan.backend == "onnx-int8"
+    assert "no VNNI" in plan.reason and "--dtype float32 is likely faster" in plan.reason
+    assert any("no VNNI" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(onnx_export, "cpu_has_vnni", lambda: True)
+    assert "VNNI" not in plan_precision("int8", CPU).reason

@@ -21,12 +21,15 @@ picks it): ONNX Runtime dynamic INT8 on CPU for the reranker (onnx_int8.py) and 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger("patentrank")
 
 # Linear layers whose weights stay float32 in mixed mode: the output layer is never used by the yes/no
 # scorer (it applies two rows in float32), and embeddings are a lookup, not a matmul.
@@ -75,6 +78,20 @@ class PrecisionPlan:
 _NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
+def _int8_cpu_caveat() -> str:
+    """What to know about INT8 on this CPU: without VNNI it was measured slower than float32."""
+    from patentrank.models.onnx_export import cpu_has_vnni
+
+    if cpu_has_vnni():
+        return ""
+    caveat = (
+        "; this CPU has no VNNI (AVX2 only): 7-bit weights, and INT8 measured 0.7x float32's speed on such "
+        "a CPU (docs/benchmarks.md), so --dtype float32 is likely faster here"
+    )
+    log.warning("dtype int8%s", caveat)
+    return caveat
+
+
 def plan_precision(requested: str | torch.dtype | None, device: torch.device) -> PrecisionPlan:
     """The plan for `requested` ('auto'/None, 'float32', 'bfloat16', 'bfloat16-mixed', 'float16' or a
     torch dtype) on `device`. Explicit values are taken as given (loading.resolve_dtype validates them).
@@ -90,6 +107,8 @@ def plan_precision(requested: str | torch.dtype | None, device: torch.device) ->
                              reason=f"asked for explicitly (dtype={requested})")  # fmt: skip
     if requested == "int8":
         reason = "asked for explicitly (dtype=int8): ONNX Runtime dynamic INT8"
+        if device.type == "cpu":
+            reason += _int8_cpu_caveat()
         return PrecisionPlan(torch.float32, name="int8", reason=reason, backend="onnx-int8")
     if requested == "bfloat16-mixed":
         reason = "asked for explicitly (dtype=bfloat16-mixed)"
