@@ -12,6 +12,9 @@ import typer
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# transformers 5 prints a load report per model (e.g. "pooler.dense.weight MISSING" for e5, whose
+# pooler sentence-transformers never uses): noise to a user; errors still show. Overridable.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 app = typer.Typer(
     name="patentrank",
