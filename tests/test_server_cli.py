@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from patentrank.server.testing import free_port
 
@@ -94,4 +95,18 @@ def test_bad_setting_is_one_line_and_exit_2() -> None:
     process = run_cli("serve", "--device", "tpu")
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2
-    assert err.strip().startswith("error: invalid setting device") and len(err.strip().splitlines()) == 1
+    assert err.strip().startswith("error: invalid setting --device:") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args", [("search", "gear"), ("stats",), ("index", "x.jsonl"), ("rerank", "q", "d"), ("serve",)]
+)
+def test_a_bad_environment_value_is_one_line_naming_the_variable(args: tuple[str, ...]) -> None:
+    """Every command reads PATENTRANK_*: a bad value exits 2 naming the variable, never a traceback."""
+    process = run_cli(*args, env={"PATENTRANK_RERANK_CANDIDATES": "0"})
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2, err
+    assert err.strip() == (
+        "error: invalid setting PATENTRANK_RERANK_CANDIDATES (rerank_candidates): "
+        "Input should be greater than or equal to 1"
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import typer
 
@@ -31,6 +32,27 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def settings_error(exc: Any, flags: Mapping[str, str] | None = None) -> str:
+    """One line for a pydantic ValidationError of `Settings`, naming what the user set: the option of
+    `flags` (field -> option) when the field came from the command line, else its PATENTRANK_* variable."""
+    first = exc.errors()[0]
+    name = ".".join(str(part) for part in first["loc"])
+    where = (flags or {}).get(name) or f"PATENTRANK_{name.upper()} ({name})"
+    return f"invalid setting {where}: {first['msg']}"
+
+
+def check_environment() -> None:
+    """Every command reads its settings from PATENTRANK_*: a bad value exits 2 in one line, up front."""
+    from pydantic import ValidationError
+
+    from patentrank.config import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        fail(settings_error(exc))
+
+
 def read_lines_from_stdin() -> list[str]:
     """Non-empty lines of stdin, or [] when stdin is a terminal (nothing piped)."""
     if sys.stdin is None or sys.stdin.isatty():
@@ -46,4 +68,5 @@ def main() -> None:
     """
     from patentrank.analysis_pool import enable_parallel_analysis
 
+    check_environment()
     enable_parallel_analysis()  # the console script guards its main module, as "spawn" needs

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from patentrank.cli.app import app, fail
+from patentrank.cli.app import app, fail, settings_error
 
 
 @app.command()
@@ -66,11 +66,12 @@ def serve(
         "device": device,
         "dtype": dtype,
     }
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**given)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"invalid setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        flags = {k: "--index" if k == "index_dir" else f"--{k.replace('_', '-')}" for k in given}
+        fail(settings_error(exc, flags))
     if no_batching:
         settings = settings.model_copy(update={"dynamic_batching": False})
 
