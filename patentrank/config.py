@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         "prompt (its '<Document>: ' label included; the query and the prompt's end are never cut); "
         "None = whole passages. Saves time on passages longer than it (docs/benchmarks.md, 'Rerank cost')",
     )
+    lexical_max_df: float | None = Field(
+        None, gt=0.0, le=1.0, description="Leave out of the BM25 query the terms found in more than this "
+        "share of the passages (each adds at most ln(1 + (1 - s) / s) to a score: 0.105 at 0.9), unless "
+        "nothing else is left; None = every term. Faster on large indexes whose commonest terms are in "
+        "almost every passage (docs/lexical.md, 'At scale'); opt-in because it moves near-ties",
+    )
     instruction: str = PATENT_INSTRUCTION
 
     # Claim charts and combination search (docs/api.md, "Claim charts").

@@ -168,6 +168,7 @@ def build_pipeline(
         default_instruction=settings.instruction,
         rerank_candidates=settings.rerank_candidates,
         rerank_passage_tokens=settings.rerank_passage_tokens,
+        lexical_max_df=settings.lexical_max_df,
     )
 
 

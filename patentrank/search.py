@@ -118,8 +118,10 @@ class SearchPipeline:
         default_instruction: str | None = None,
         rerank_candidates: int = 50,
         rerank_passage_tokens: int | None = None,
+        lexical_max_df: float | None = None,
     ) -> None:
         self.index = index
+        self.lexical_max_df = lexical_max_df
         self.rerank_candidates = rerank_candidates
         self.rerank_passage_tokens = rerank_passage_tokens
         self.embed_query = embed_query if index.vectors is not None else None
@@ -160,7 +162,7 @@ class SearchPipeline:
 
     def _lexical(self, req: SearchRequest) -> LexicalHits:
         flt = None if req.filter.is_empty() else req.filter  # evaluated inside the lexical engine's query
-        tokens = analyze(req.query)
+        tokens = self.index.lexical.without_common_terms(analyze(req.query), self.lexical_max_df)
         hits = LexicalHits(self.index.lexical.search_tokens(tokens, req.retrieve_k, flt))
         hits.bound = self.index.lexical.best_possible_score(tokens) if hits else 0.0
         return hits

@@ -269,6 +269,17 @@ class LexicalIndex:
         ]
         return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
 
+    def without_common_terms(self, tokens: Sequence[str], max_df: float | None) -> list[str]:
+        """`tokens` less those found in more than `max_df` of the passages (None: all kept), or all of
+        them when every one is that common: the idf floor of PATENTRANK_LEXICAL_MAX_DF."""
+        if max_df is None:
+            return list(tokens)
+        searcher = self._index.searcher()
+        limit = max_df * max(int(searcher.num_docs), 1)
+        common = {t for t in set(tokens) if searcher.doc_freq("tokens", t) > limit}
+        kept = [t for t in tokens if t not in common]
+        return kept or list(tokens)
+
     def best_possible_score(self, tokens: Sequence[str]) -> float:
         """The BM25 score no passage can exceed for this analysed query: the sum of each query term's
         idf (times its repeats), since one term adds at most idf * (k1 + 1) / (k1 + 1) however often it
