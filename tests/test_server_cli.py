@@ -110,3 +110,19 @@ def test_a_bad_environment_value_is_one_line_naming_the_variable(args: tuple[str
         "error: invalid setting PATENTRANK_RERANK_CANDIDATES (rerank_candidates): "
         "Input should be greater than or equal to 1"
     )
+
+
+def test_the_command_makes_openmp_threads_sleep_unless_told_otherwise() -> None:
+    """Set before torch loads (docs/benchmarks.md, "Threads under load"); a user's value wins."""
+    probe = (
+        "import os, sys, patentrank.cli.app; assert 'torch' not in sys.modules; "
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
+
+    def policy(env: dict[str, str]) -> str:
+        command = [sys.executable, "-c", probe]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert policy(env) == "PASSIVE"
+    assert policy({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"

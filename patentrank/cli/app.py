@@ -16,6 +16,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # transformers 5 prints a load report per model (e.g. "pooler.dense.weight MISSING" for e5, whose
 # pooler sentence-transformers never uses): noise to a user; errors still show. Overridable.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# OpenMP threads that wait sleep instead of spinning: a model call sharing the cores (another request's
+# model, an indexer, other programs) was 1.6x slower at p50 and 3.9x at p95 with spinning; idle, a
+# one-query embedding costs ~4 ms more (docs/benchmarks.md, "Threads under load"). Read when torch
+# loads, which is after this; OMP_WAIT_POLICY=ACTIVE restores spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     name="patentrank",
