@@ -55,7 +55,11 @@ class Settings(BaseSettings):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch default")
 
     # Batching inside one model call.
-    batch_tokens: int = Field(16384, ge=64, description="Padded tokens per forward pass")
+    batch_tokens: int | None = Field(
+        None, ge=64, description="Padded tokens per model forward pass (and per batch of concurrent "
+        "requests); None = each model's default for its device: on CPU 8192 for the reranker and 1024 for "
+        "the embedder (measured fastest: docs/benchmarks.md, 'Embedder batch size on CPU'), on CUDA 65536",
+    )
     max_batch_size: int = Field(64, ge=1)
 
     # Remote model servers (vLLM / OpenAI-compatible); a comma-separated list gives failover.

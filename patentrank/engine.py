@@ -29,6 +29,9 @@ from patentrank.models.names import (
 
 logger = logging.getLogger("patentrank.engine")
 T = TypeVar("T")
+# Padded tokens of concurrent requests packed into one model call when PATENTRANK_BATCH_TOKENS is unset;
+# each model then splits the call into its own (device-dependent) forward passes.
+REQUEST_BATCH_TOKENS = 16384
 
 
 @dataclass(slots=True)
@@ -111,22 +114,16 @@ class Engine:
         self.reranker_aliases = model_aliases(reranker.model_name, reranker_aliases) if reranker else set()
         self.embedder_aliases = model_aliases(embedder.model_name, embedder_aliases) if embedder else set()
         common = dict(
+            batch_tokens=s.batch_tokens or REQUEST_BATCH_TOKENS,
+            max_batch_size=s.max_batch_size,
             max_wait_s=s.batch_wait_ms / 1000.0,
             max_queue=s.queue_size,
             timeout_s=s.request_timeout_s,
             enabled=dynamic_batching,
             metrics=self.metrics,
         )
-        self.rerank_batcher = DynamicBatcher(
-            "rerank",
-            self._score_batch,
-            batch_tokens=s.batch_tokens,
-            max_batch_size=s.max_batch_size,
-            **common,
-        )
-        self.embed_batcher = DynamicBatcher(
-            "embed", self._embed_batch, batch_tokens=s.batch_tokens, max_batch_size=s.max_batch_size, **common
-        )
+        self.rerank_batcher = DynamicBatcher("rerank", self._score_batch, **common)
+        self.embed_batcher = DynamicBatcher("embed", self._embed_batch, **common)
         # Tokenizers mutate their own state per call: requests from the event loop tokenise on one
         # thread, worker threads (`rerank_sync`) in their own, all under one lock.
         self._tokenize_pool = concurrent.futures.ThreadPoolExecutor(

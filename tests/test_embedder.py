@@ -164,3 +164,14 @@ def test_real_sentence_transformers_model_by_path() -> None:
     np.testing.assert_allclose(
         query, emb.embed_documents(["how to denoise images with neural networks"]), atol=1e-6
     )
+
+
+def test_settings_leave_the_cpu_batch_size_to_the_model_unless_given(tiny_embedder_path: Path) -> None:
+    """PATENTRANK_BATCH_TOKENS unset: the embedder's own CPU budget (1024 padded tokens, measured fastest
+    in docs/benchmarks.md); set: that value. Batching never changes a vector (test above)."""
+    from patentrank.config import Settings
+    from patentrank.models.embedder import CPU_BATCH_TOKENS
+
+    base = {"embedder_model": str(tiny_embedder_path), "device": "cpu", "embedder_max_length": MAX_LENGTH}
+    assert Embedder.from_settings(Settings(**base)).batch_tokens == CPU_BATCH_TOKENS == 1024
+    assert Embedder.from_settings(Settings(**base, batch_tokens=4096)).batch_tokens == 4096

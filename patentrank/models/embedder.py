@@ -19,6 +19,7 @@ ENDOFTEXT = "<|endoftext|>"
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 ENDOFTEXT_ID = 151643
 QUERY_TEMPLATE = "Instruct: {instruction}\nQuery:{query}"
+CPU_BATCH_TOKENS = 1024  # padded tokens per forward pass on CPU (docs/benchmarks.md, "Embedder batch size")
 
 
 def _check_texts(texts: Sequence[str], name: str) -> list[str]:
@@ -105,7 +106,9 @@ class Embedder:
         self.precision = embedder_plan(resolve_precision(dtype, self.device), self.device)
         self.dtype = self.precision.load_dtype
         self.batch_size = batch_size
-        self.batch_tokens = batch_tokens or (65536 if self.device.type == "cuda" else 16384)
+        # On CPU, small batches: a 32 x 500-token batch spills the attention and FFN activations out of
+        # cache; 16384-token batches measured 1.2-1.5x slower in float32 and 1.9-2.9x in int8 than 1024.
+        self.batch_tokens = batch_tokens or (65536 if self.device.type == "cuda" else CPU_BATCH_TOKENS)
         self.instruction = instruction
         config = load_pretrained(_auto_config(), model, "embedder")
         self.is_qwen3 = getattr(config, "model_type", "") == "qwen3"
