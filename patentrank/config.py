@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     # Batching inside one model call.
     batch_tokens: int | None = Field(
         None, ge=64, description="Padded tokens per model forward pass (and per batch of concurrent "
-        "requests); None = each model's default for its device: on CPU 8192 for the reranker and 1024 for "
-        "the embedder (measured fastest: docs/benchmarks.md, 'Embedder batch size on CPU'), on CUDA 65536",
+        "requests); None = each model's default for its device: on CPU 1024 for the Qwen3 reranker and the "
+        "embedder (measured fastest: docs/benchmarks.md, 'Embedder batch size on CPU'), 8192 for "
+        "cross-encoders; on CUDA 65536",
     )
     max_batch_size: int = Field(64, ge=1)
 

@@ -42,6 +42,9 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return length
 
 
+CPU_BATCH_TOKENS = 1024  # padded tokens per forward pass on CPU (docs/benchmarks.md, "Reranker batch size")
+
+
 @dataclass(frozen=True, slots=True)
 class RankResult:
     """One ranked document: its position in the input, its score and its text."""
@@ -177,7 +180,9 @@ class Reranker(Ranking):
             )
         pad_id = self.tokenizer.pad_token_id
         if batch_tokens is None:
-            batch_tokens = 65536 if self.device.type == "cuda" else 8192
+            # Small batches on CPU: 8192-token batches measured 1.4x (float32) to 2.0x (bf16-mixed) slower
+            # than 1024 at the 0.6B shape (benchmarks/rerank_batch_tokens.py).
+            batch_tokens = 65536 if self.device.type == "cuda" else CPU_BATCH_TOKENS
         self.scorer: YesNoScorer | OnnxYesNoScorer
         if self.precision.backend == "onnx-int8":
             from patentrank.models.onnx_int8 import load_int8_scorer
