@@ -175,12 +175,3 @@ def test_settings_leave_the_cpu_batch_size_to_the_model_unless_given(tiny_embedd
     base = {"embedder_model": str(tiny_embedder_path), "device": "cpu", "embedder_max_length": MAX_LENGTH}
     assert Embedder.from_settings(Settings(**base)).batch_tokens == CPU_BATCH_TOKENS == 1024
     assert Embedder.from_settings(Settings(**base, batch_tokens=4096)).batch_tokens == 4096
-
-
-def test_the_reranker_keeps_its_own_cpu_batch_size_too(tiny_reranker_path: Path) -> None:
-    from patentrank.config import Settings
-    from patentrank.models.reranker import CPU_BATCH_TOKENS, Reranker
-
-    base = {"reranker_model": str(tiny_reranker_path), "device": "cpu", "dtype": "float32"}
-    assert Reranker.from_settings(Settings(**base)).scorer.batch_tokens == CPU_BATCH_TOKENS == 1024
-    assert Reranker.from_settings(Settings(**base, batch_tokens=4096)).scorer.batch_tokens == 4096

@@ -271,3 +271,12 @@ def test_plan_batches_respects_budget_and_covers_everything() -> None:
 def test_prompt_rejects_too_small_max_length(tiny_reranker: Reranker) -> None:
     with pytest.raises(ValueError):
         Qwen3Prompt(tiny_reranker.tokenizer, max_length=50)
+
+
+def test_the_reranker_keeps_its_own_cpu_batch_size_too(tiny_reranker_path: Path) -> None:
+    from patentrank.config import Settings
+    from patentrank.models.reranker import CPU_BATCH_TOKENS, Reranker
+
+    base = {"reranker_model": str(tiny_reranker_path), "device": "cpu", "dtype": "float32"}
+    assert Reranker.from_settings(Settings(**base)).scorer.batch_tokens == CPU_BATCH_TOKENS == 1024
+    assert Reranker.from_settings(Settings(**base, batch_tokens=4096)).scorer.batch_tokens == 4096
