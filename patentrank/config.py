@@ -45,18 +45,22 @@ class Settings(BaseSettings):
     embedder_max_length: int = Field(8192, ge=16)
     embedding_dim: int | None = Field(None, ge=32, description="MRL output size; None = model's full size")
     document_prompt: str | None = Field(
-        None, description="Text put before every passage embedded; None = the model's own (its config's "
+        None,
+        description="Text put before every passage embedded; None = the model's own (its config's "
         "first non-empty 'document'/'passage'/'corpus' prompt, else its default prompt), '' = none",
     )
     query_prompt: str | None = Field(
-        None, description="Text put before every query of a sentence-transformers embedder; None = the "
+        None,
+        description="Text put before every query of a sentence-transformers embedder; None = the "
         "model's own 'query' prompt, '' = none (Qwen3-Embedding uses its instruction template instead)",
     )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch default")
 
     # Batching inside one model call.
     batch_tokens: int | None = Field(
-        None, ge=64, description="Padded tokens per model forward pass (and per batch of concurrent "
+        None,
+        ge=64,
+        description="Padded tokens per model forward pass (and per batch of concurrent "
         "requests); None = each model's default for its device: on CPU 1024 for the Qwen3 reranker and the "
         "embedder (measured fastest: docs/benchmarks.md, 'Embedder batch size on CPU'), 8192 for "
         "cross-encoders; on CUDA 65536",
@@ -76,20 +80,45 @@ class Settings(BaseSettings):
     remote_timeout_s: float = 60.0
 
     # Index and search.
-    index_dir: Path = Path(".patentrank/index")
-    vector_store: str = Field("faiss", description="'faiss', or a Milvus URI / Milvus Lite path")
-    milvus_token: str | None = None
+    index_dir: Path | str = Field(
+        Path(".patentrank/index"),
+        description="An index folder (embedded), or a Milvus URI such as "
+        "'http://milvus:19530' (cluster mode: the whole index in Milvus; docs/milvus.md)",
+    )
+    vector_store: str = Field(
+        "faiss",
+        description="Where an index folder keeps its vectors: 'faiss', or a Milvus URI / Milvus "
+        "Lite path (vectors only; one writer). Ignored when PATENTRANK_INDEX_DIR is a Milvus URI",
+    )
+    milvus_token: str | None = Field(None, description="Milvus 'user:password' or API key")
+    milvus_prefix: str = Field(
+        "patentrank",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="Cluster mode: the collections are <prefix>_patents, <prefix>_passages, <prefix>_meta",
+    )
+    milvus_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="Cluster mode: timeout of every Milvus call"
+    )
     rerank_candidates: int = Field(
-        50, ge=1, le=1000, description="Passages a search reranks, when the request names no number; "
+        50,
+        ge=1,
+        le=1000,
+        description="Passages a search reranks, when the request names no number; "
         "the rerank stage's time is linear in it (docs/benchmarks.md, 'Rerank cost')",
     )
     rerank_passage_tokens: int | None = Field(
-        None, ge=16, le=8192, description="Cut each passage to this many tokens in a search's rerank "
+        None,
+        ge=16,
+        le=8192,
+        description="Cut each passage to this many tokens in a search's rerank "
         "prompt (its '<Document>: ' label included; the query and the prompt's end are never cut); "
         "None = whole passages. Saves time on passages longer than it (docs/benchmarks.md, 'Rerank cost')",
     )
     lexical_max_df: float | None = Field(
-        None, gt=0.0, le=1.0, description="Leave out of the BM25 query the terms found in more than this "
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Leave out of the BM25 query the terms found in more than this "
         "share of the passages (each adds at most ln(1 + (1 - s) / s) to a score: 0.105 at 0.9), unless "
         "nothing else is left; None = every term. Faster on large indexes whose commonest terms are in "
         "almost every passage (docs/lexical.md, 'At scale'); opt-in because it moves near-ties",
@@ -140,6 +169,13 @@ class Settings(BaseSettings):
         20, ge=1, description="Failed API-key or /ui/login attempts per client address per window, then 429"
     )
     auth_failure_window_s: float = Field(60.0, gt=0, description="Window of auth_failure_limit")
+
+    @field_validator("index_dir", mode="before")
+    @classmethod
+    def _index_location(cls, value: Any) -> Any:
+        from patentrank.index.location import index_location
+
+        return index_location(value) if isinstance(value, str | Path) else value
 
     @field_validator("reranker_aliases", "embedder_aliases", mode="before")
     @classmethod

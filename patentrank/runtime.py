@@ -26,15 +26,19 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from patentrank.config import Settings
 from patentrank.engine import Engine, StageUnavailable
+from patentrank.index.location import index_location, open_patent_index
 from patentrank.index.patent_index import PatentIndex
 from patentrank.models.factory import ROLES, load_models
 from patentrank.search import SearchPipeline
+
+if TYPE_CHECKING:
+    from patentrank.index.cluster.index import ClusterIndex
 
 Report = Callable[[str], None]
 
@@ -47,14 +51,14 @@ class Runtime:
     settings: Settings
     reranker: Any | None = None
     embedder: Any | None = None
-    index: PatentIndex | None = None
+    index: PatentIndex | ClusterIndex | None = None
     pipeline: SearchPipeline | None = None
     engine: Engine | None = None
     errors: dict[str, str] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
 
     @classmethod
-    def serving(cls, engine: Engine, index: PatentIndex | None = None) -> Runtime:
+    def serving(cls, engine: Engine, index: PatentIndex | ClusterIndex | None = None) -> Runtime:
         """A server's runtime around `engine` (its models loaded already) and `index` (None: no search):
         the pipeline's model calls go through the engine's batchers and cache."""
         runtime = cls(
@@ -122,29 +126,30 @@ def load_some_models(
 
 
 def open_index(
-    path: str | Path,
+    location: str | Path,
     embedder: Any | None,
-    vector_store: str,
+    settings: Settings,
     report: Report,
     embed_documents: Callable[[list[str]], np.ndarray] | None = None,
-) -> tuple[PatentIndex, str | None]:
-    """Open (or create) an index with `embedder`; an index built with another embedder (or a vector
-    store that cannot be opened) still serves lexical search: returns (index, why dense is off)."""
+) -> tuple[PatentIndex | ClusterIndex, str | None]:
+    """Open (or create) the index at `location` (a folder or a Milvus URI) with `embedder`; an index
+    built with another embedder (or a vector store that cannot be opened) still serves lexical search:
+    returns (index, why dense is off)."""
     try:
-        index = PatentIndex(
-            path, embedder=embedder, vector_store=vector_store, embed_documents=embed_documents
+        index = open_patent_index(
+            location, settings=settings, embedder=embedder, embed_documents=embed_documents
         )
         return index, None
     except Exception as exc:
         if embedder is None:
             raise
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        report(f"warning: dense search disabled for {path}: {reason}")
-        return PatentIndex(path, embedder=None, vector_store=vector_store), reason
+        report(f"warning: dense search disabled for {location}: {reason}")
+        return open_patent_index(location, settings=settings), reason
 
 
 def build_pipeline(
-    index: PatentIndex,
+    index: PatentIndex | ClusterIndex,
     *,
     embed_query: Callable[[str, str | None], Any] | None,
     rerank: Callable[..., list[float]] | None,
@@ -186,13 +191,13 @@ def open_runtime(
     index` must not add passages without the vectors it was asked for), when that error is raised."""
     models, errors, disabled = load_some_models(settings, roles, report)
     embedder, reranker = models.get("embedder"), models.get("reranker")
-    path = Path(index_dir or settings.index_dir)
+    location = index_location(index_dir or settings.index_dir)
     if degrade:
-        index, dense_off = open_index(path, embedder, settings.vector_store, report or _stderr)
+        index, dense_off = open_index(location, embedder, settings, report or _stderr)
         if dense_off:
             errors["dense"] = dense_off
     else:
-        index = PatentIndex(path, embedder=embedder, vector_store=settings.vector_store)
+        index = open_patent_index(location, settings=settings, embedder=embedder)
 
     def rerank(
         query: str, docs: list[str], instruction: str | None, max_tokens_per_doc: int | None = None
@@ -240,9 +245,7 @@ def serve_engine(engine: Engine, *, report: Report | None = None) -> Runtime:
     settings, errors = engine.settings, engine.load_errors
     embed_documents = engine_document_embedder(engine) if engine.embedder is not None else None
     try:
-        index, dense_off = open_index(
-            settings.index_dir, engine.embedder, settings.vector_store, say, embed_documents
-        )
+        index, dense_off = open_index(settings.index_dir, engine.embedder, settings, say, embed_documents)
     except Exception as exc:  # any failure to open leaves the rest of the server running
         errors["pipeline"] = f"the index at {settings.index_dir} could not be opened: {_one_line(exc)}"
         say(f"warning: search not available: {errors['pipeline']}")
@@ -252,7 +255,7 @@ def serve_engine(engine: Engine, *, report: Report | None = None) -> Runtime:
     return Runtime.serving(engine, index)
 
 
-def engine_pipeline(engine: Engine, index: PatentIndex) -> SearchPipeline:
+def engine_pipeline(engine: Engine, index: PatentIndex | ClusterIndex) -> SearchPipeline:
     """A pipeline over `index` whose model calls go through the engine's batchers and score cache.
 
     Call the returned pipeline from worker threads (the engine's event loop must be running)."""

@@ -54,13 +54,14 @@ def chart(
     from patentrank.combinations import combine
     from patentrank.config import get_settings
     from patentrank.errors import PatentrankError
+    from patentrank.index.location import index_location, missing_index
     from patentrank.runtime import open_runtime
     from patentrank.search import SearchRequest
 
     settings = get_settings()
-    path = Path(index_dir or settings.index_dir)
-    if not (path / "docs.sqlite").exists():
-        fail(f"no index at {path}: build one with `patentrank index FILE --index {path}`")
+    path = index_location(index_dir or settings.index_dir)
+    if why := missing_index(path):
+        fail(why)
     if (ref is None) == (search is None):
         fail("give the references with --ref, or --search to take them from a search")
     for target in out or []:

@@ -16,7 +16,10 @@ from patentrank.cli.app import app, fail
 def evaluate(
     collection: Annotated[Path, typer.Option(help="Folder with corpus.jsonl, queries*.jsonl, qrels*.tsv.")],
     index_dir: Annotated[
-        Path | None, typer.Option("--index", "-i", help="Where to cache the collection's index.")
+        str | None,
+        typer.Option(
+            "--index", "-i", help="Where to cache the collection's index: a folder or a Milvus URI."
+        ),
     ] = None,
     split: Annotated[str, typer.Option(help="Which queries/qrels files: queries.<split>.jsonl.")] = "dev",
     stages: Annotated[str, typer.Option(help="Comma-separated: lexical,dense,hybrid,rerank.")] = (
@@ -51,6 +54,7 @@ def evaluate(
     from patentrank.errors import PatentrankError
     from patentrank.eval_runner import collection_patents, evaluate_pipeline
     from patentrank.evaluate import format_table, load_collection, plot_results
+    from patentrank.index.location import index_location
     from patentrank.index.report import Rejection
     from patentrank.runtime import open_runtime
 
@@ -63,7 +67,7 @@ def evaluate(
     estimate = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731  (also with --json)
     try:
         coll = load_collection(collection, split=split, show_progress=not as_json)
-        folder = index_dir or Path(".patentrank/eval") / coll.name
+        folder = index_location(index_dir) if index_dir else Path(".patentrank/eval") / coll.name
         runtime = open_runtime(settings, folder, roles=roles, report=lambda line: typer.echo(line, err=True))
         rejected: list[Rejection] = []
         patents = collection_patents(coll, rejected)
@@ -91,7 +95,9 @@ def evaluate(
         fail(str(exc))
     if not report.results:
         fail("no stage could run: " + "; ".join(f"{s}: {r}" for s, r in report.skipped.items()))
-    chart = plot_results(report.results, plot or folder / f"eval-{coll.name}.png", title=coll.name)
+    chart = plot_results(
+        report.results, plot or _plot_folder(folder, coll.name) / f"eval-{coll.name}.png", title=coll.name
+    )
     if as_json:
         typer.echo(json.dumps(report.results, ensure_ascii=False))
         return
@@ -101,3 +107,8 @@ def evaluate(
     for stage, reason in report.skipped.items():
         typer.echo(f"skipped {stage}: {reason}")
     typer.echo(f"chart: {chart}")
+
+
+def _plot_folder(index: Path | str, collection: str) -> Path:
+    """The index folder, or for an index in Milvus the default evaluation folder."""
+    return index if isinstance(index, Path) else Path(".patentrank/eval") / collection

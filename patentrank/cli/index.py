@@ -12,8 +12,13 @@ import typer
 from patentrank.cli.app import app, fail
 
 IndexOption = Annotated[
-    Path | None,
-    typer.Option("--index", "-i", help="Index folder (default: PATENTRANK_INDEX_DIR or .patentrank/index)."),
+    str | None,
+    typer.Option(
+        "--index",
+        "-i",
+        help="Index folder, or a Milvus URI for cluster mode (http://host:19530) "
+        "(default: PATENTRANK_INDEX_DIR or .patentrank/index).",
+    ),
 ]
 
 
@@ -138,15 +143,16 @@ def delete(
     """Remove patents (and all their passages) from every part of the index."""
     from patentrank.config import get_settings
     from patentrank.errors import PatentrankError
-    from patentrank.index.patent_index import PatentIndex
+    from patentrank.index.location import index_location, missing_index, open_patent_index
 
     settings = get_settings()
-    path = Path(index_dir or settings.index_dir)
-    if not (path / "docs.sqlite").exists():
-        fail(f"no index at {path}: build one with `patentrank index FILE --index {path}`")
+    path = index_location(index_dir or settings.index_dir)
+    if why := missing_index(path):
+        fail(why)
     try:
-        idx = PatentIndex(path, vector_store=settings.vector_store)
+        idx = open_patent_index(path, settings=settings, read_only=False)
         removed = idx.delete(ids)
+        idx.close()
         # Vectors are removed on the next open with an embedder (the journal keeps the deletes).
     except PatentrankError as exc:
         fail(str(exc))
@@ -160,15 +166,21 @@ def delete(
 def stats(index_dir: IndexOption = None) -> None:
     """Show the size and state of an index."""
     from patentrank.config import get_settings
-    from patentrank.index.patent_index import PatentIndex
+    from patentrank.errors import PatentrankError
+    from patentrank.index.location import index_location, missing_index, open_patent_index
 
-    path = Path(index_dir or get_settings().index_dir)
-    if not (path / "docs.sqlite").exists():
-        fail(f"no index at {path}")
-    index = PatentIndex(path, read_only=True)
-    stats = index.stats()
+    path = index_location(index_dir or get_settings().index_dir)
+    if why := missing_index(path):
+        fail(why)
+    try:
+        index = open_patent_index(path, settings=get_settings(), read_only=True)
+        stats = index.stats()
+    except PatentrankError as exc:
+        fail(str(exc))
     recorded = index.meta.get("embedder")
-    if recorded:  # opened without a model, the index has no vector store: count the one on disk
+    if recorded and isinstance(
+        path, Path
+    ):  # opened without a model, the index has no vector store: count the one on disk
         from patentrank.index.stores import open_vector_store
 
         store = open_vector_store(get_settings().vector_store, path, int(recorded["dim"]))

@@ -13,7 +13,7 @@ from patentrank.cli.app import app, fail
 @app.command()
 def reindex(
     index_dir: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--index", "-i", help="Index folder (default: PATENTRANK_INDEX_DIR or .patentrank/index)."
         ),
@@ -31,10 +31,14 @@ def reindex(
 
     from patentrank.config import get_settings
     from patentrank.errors import PatentrankError
+    from patentrank.index.cluster import is_cluster_uri
     from patentrank.index.docstore import DocStore
     from patentrank.index.lexical_rebuild import rebuild_lexical
 
-    path = Path(index_dir or get_settings().index_dir).expanduser()
+    location = index_dir or get_settings().index_dir
+    if is_cluster_uri(location):
+        fail(f"{location} is an index in Milvus, which computes BM25 itself: there is nothing to reindex")
+    path = Path(location).expanduser()
     if not (path / "docs.sqlite").exists():
         fail(f"no index at {path}: build one with `patentrank index FILE --index {path}`")
     try:

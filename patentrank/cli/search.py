@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -80,13 +79,14 @@ def search(
     """
     from patentrank.config import get_settings
     from patentrank.errors import PatentrankError
+    from patentrank.index.location import index_location, missing_index
     from patentrank.runtime import open_runtime
     from patentrank.search_request import parse_search
 
     settings = get_settings()
-    path = Path(index_dir or settings.index_dir)
-    if not (path / "docs.sqlite").exists():
-        fail(f"no index at {path}: build one with `patentrank index FILE --index {path}`")
+    path = index_location(index_dir or settings.index_dir)
+    if why := missing_index(path):
+        fail(why)
     form = {
         "query": query,
         "mode": mode,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,7 +15,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default 8000).")] = None,
     index: Annotated[
-        Path | None, typer.Option("--index", help="Search index folder (default PATENTRANK_INDEX_DIR).")
+        str | None,
+        typer.Option("--index", help="Search index folder, or a Milvus URI (default PATENTRANK_INDEX_DIR)."),
     ] = None,
     reranker_model: Annotated[
         str | None,

@@ -1,0 +1,376 @@
+"""`ClusterIndex`: the whole index (patents, passages, BM25, vectors) in Milvus, so that any number of
+stateless server replicas can search and ingest at once.
+
+How a replica writes a batch, so that concurrent and interrupted writes stay consistent:
+
+1. patents whose content hash equals their current version's are left alone (idempotent re-sends);
+2. the others get one new version number (time-ordered) for this batch; their passages (text,
+   tokens, vector, filter fields) and their record's later parts are upserted first, then part 0 of
+   each record, which commits that version;
+3. rows of older versions of those patents are deleted;
+4. a patent whose newest committed version is now someone else's newer one loses this batch's rows.
+
+Readers only ever see the newest committed version's passages (`reads.py`), so a reader never mixes
+versions, and a replica killed at any step leaves rows that no reader sees and the next write of
+that patent removes. A batch is acknowledged only after step 4; re-sending it completes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from patentrank.analysis_pool import analyze_batch
+from patentrank.chunking import DEFAULT_MAX_TOKENS, Passage, approx_tokens, patent_passages
+from patentrank.corpus import Patent
+from patentrank.errors import PatentrankError
+from patentrank.index.cluster import schema
+from patentrank.index.cluster.connection import ClusterError, ClusterUnavailable, MilvusConnection
+from patentrank.index.cluster.reads import (
+    ClusterDocStore,
+    ClusterLexical,
+    ClusterReader,
+    ClusterVectors,
+    _quoted,
+)
+from patentrank.index.docstore_rows import content_hash
+from patentrank.index.report import IngestReport, loader_rejections
+
+EmbedObserver = Callable[[Sequence[str], float], None]
+DEFAULT_DENSE_INDEX: dict[str, Any] = {
+    "index_type": "HNSW",
+    "metric_type": "IP",
+    "params": {"M": 32, "efConstruction": 200},
+}
+ROWS_PER_CALL = 500  # rows per upsert: well inside gRPC's message limit with 4 KB vectors and long texts
+
+
+class ClusterIndex:
+    """A patent index in Milvus: the same reads (`docstore`, `lexical`, `vectors`) and writes (`add`,
+    `delete`, `stats`) as `PatentIndex`, with nothing on local disk.
+
+    `uri` is a Milvus server (``http://host:19530``; a ``milvus-lite server`` too); the collections are
+    ``<prefix>_patents``, ``<prefix>_passages`` and ``<prefix>_meta``. Every Milvus call has a
+    timeout of `timeout_s`; an unreachable Milvus raises `ClusterUnavailable` (HTTP 503) and the next
+    call reconnects. Opening while Milvus is down succeeds, and the checks run once it answers.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        embedder: Any | None = None,
+        embed_documents: Callable[[list[str]], np.ndarray] | None = None,
+        token: str | None = None,
+        prefix: str = "patentrank",
+        timeout_s: float = 10.0,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        dense_index: dict[str, Any] | None = None,
+        search_params: dict[str, Any] | None = None,
+        consistency: str = "Strong",
+        create: bool = True,
+    ) -> None:
+        self.uri = uri
+        self.path = uri  # what messages and stats call the index's location
+        self.names = schema.collection_names(prefix)
+        self.embedder = embedder
+        self.max_tokens = max_tokens
+        self._embed_documents = embed_documents
+        self._dense_index = dict(dense_index or DEFAULT_DENSE_INDEX)
+        self._create = create
+        self._checked = False
+        self._stored_dim: int | None = None
+        self._write_lock = threading.Lock()
+        self._last_version = 0
+        self.meta: dict[str, Any] = {}
+        self.connection = MilvusConnection(uri, token=token, timeout_s=timeout_s, setup=self._setup)
+        self._reader = ClusterReader(self.connection, self.names, consistency)
+        self.docstore = ClusterDocStore(self._reader)
+        self.lexical = ClusterLexical(self._reader)
+        self.vectors: ClusterVectors | None = None
+        if embedder is not None:
+            self.vectors = ClusterVectors(self._reader, int(embedder.dim), search_params)
+        # Down now: searches answer 503 until Milvus is back; the checks run on the first connection.
+        with contextlib.suppress(ClusterUnavailable):
+            self.connection.client()
+
+    # ------------------------------------------------------------ set-up on every connection
+
+    def _setup(self, client: Any) -> None:
+        timeout = self.connection.timeout_s
+        existing = set(client.list_collections(timeout=timeout))
+        missing = [kind for kind in ("meta", "patents", "passages") if self.names[kind] not in existing]
+        if missing and not self._create:
+            where = self.connection.where
+            raise ClusterError(
+                f"there is no patentrank index with the prefix {self.names['meta'][:-5]!r} at {where}: "
+                f"ingest into it first (patentrank index FILE --index {where})"
+            )
+        dim = int(self.embedder.dim) if self.embedder is not None else None
+        for kind in missing:
+            self._create_collection(client, kind, dim)
+        for name in self.names.values():
+            client.load_collection(name, timeout=max(timeout, 60.0))
+        if not self._checked:
+            self._check_embedder(client)
+            self._checked = True
+
+    def _create_collection(self, client: Any, kind: str, dim: int | None) -> None:
+        made = {"meta": schema.meta_schema, "patents": schema.patents_schema}
+        built = made[kind]() if kind in made else schema.passages_schema(dim)
+        dense = {**self._dense_index, "metric_type": "IP"} if (kind == "passages" and dim) else None
+        try:
+            client.create_collection(
+                self.names[kind], schema=built, index_params=schema.index_params(client, kind, dense),
+                timeout=max(self.connection.timeout_s, 60.0),
+            )  # fmt: skip
+        except Exception:
+            if not client.has_collection(self.names[kind]):  # another replica may have just made it
+                raise
+
+    def _check_embedder(self, client: Any) -> None:
+        """As `PatentIndex._check_embedder`: vectors of one model and one document prompt only."""
+        described = client.describe_collection(self.names["passages"], timeout=self.connection.timeout_s)
+        vector = next((f for f in described.get("fields", []) if f["name"] == "vector"), None)
+        stored_dim = int((vector.get("params") or {}).get("dim", 0)) if vector else None
+        rows = client.query(self.names["meta"], filter='key == "embedder"', output_fields=["value"],
+                            consistency_level="Strong", timeout=self.connection.timeout_s)  # fmt: skip
+        recorded = orjson.loads(rows[0]["value"]) if rows else None
+        self.meta = {"embedder": recorded} if recorded else {}
+        self._stored_dim = stored_dim
+        if self.embedder is None:
+            if stored_dim is None or recorded is None:
+                self.vectors = None
+            return
+        where = f"the index at {self.connection.where} ({self.names['passages']})"
+        if stored_dim is None:
+            raise PatentrankError(
+                f"{where} was created without vectors (lexical only): index into another prefix "
+                "(PATENTRANK_MILVUS_PREFIX) to add dense search"
+            )
+        prompts = dict(getattr(self.embedder, "prompts", None) or {"document": "", "query": ""})
+        current = {"model": str(self.embedder.model_name), "dim": int(self.embedder.dim), "prompts": prompts}
+        if stored_dim != current["dim"] or (recorded and recorded["model"] != current["model"]):
+            model = recorded["model"] if recorded else "another model"
+            raise PatentrankError(
+                f"{where} holds vectors of {model} ({stored_dim} dims) but the embedder is "
+                f"{current['model']} ({current['dim']} dims): use the same model, or another prefix"
+            )
+        if recorded and recorded.get("prompts", {}).get("document", "") != prompts["document"]:
+            raise PatentrankError(
+                f"{where} holds passages embedded with the document prompt "
+                f"{recorded['prompts']['document']!r}, not {prompts['document']!r}: set "
+                "PATENTRANK_DOCUMENT_PROMPT to the recorded one, or index into another prefix"
+            )
+        if recorded is None:
+            value = orjson.dumps(current).decode()
+            client.upsert(self.names["meta"], [{"key": "embedder", "value": value, "dummy": [0.0, 0.0]}],
+                          timeout=self.connection.timeout_s)  # fmt: skip
+            self.meta = {"embedder": current}
+
+    @property
+    def embedder_name(self) -> str | None:
+        recorded = self.meta.get("embedder")
+        return recorded["model"] if recorded else None
+
+    # ------------------------------------------------------------ writes
+
+    def passages_for(self, patent: Patent) -> list[Passage]:
+        return patent_passages(patent, approx_tokens, self.max_tokens)
+
+    def add(
+        self,
+        patents: Iterable[Patent],
+        *,
+        batch_size: int = 256,
+        checkpoint_every: int = 0,
+        progress: Callable[[int], None] | None = None,
+        on_commit: Callable[[int], None] | None = None,
+        on_embedded: EmbedObserver | None = None,
+    ) -> IngestReport:
+        """Add or update patents (same id = update, identical content = unchanged); every batch is
+        committed in Milvus before the next starts (`checkpoint_every` is accepted and ignored)."""
+        report = IngestReport()
+        self.connection.client()  # fail now, in one line, when Milvus is down
+        with self._write_lock:
+            batch: list[Patent] = []
+            for patent in patents:
+                batch.append(patent)
+                if len(batch) >= batch_size:
+                    self._add_batch(batch, report, on_embedded)
+                    batch = self._after_batch(batch, report, progress, on_commit)
+            if batch:
+                self._add_batch(batch, report, on_embedded)
+                self._after_batch(batch, report, progress, on_commit)
+        report.rejected += loader_rejections(patents)
+        return report
+
+    @staticmethod
+    def _after_batch(
+        batch: list[Patent], report: IngestReport, progress: Any, on_commit: Any
+    ) -> list[Patent]:
+        report.committed += len({p.id for p in batch})
+        if progress:
+            progress(len(batch))
+        if on_commit:
+            on_commit(report.committed)
+        return []
+
+    def _next_version(self) -> int:
+        """Time-ordered and unique across replicas (microseconds, then 3 random digits)."""
+        version = time.time_ns() // 1000 * 1000 + random.randrange(1000)
+        self._last_version = max(version, self._last_version + 1)
+        return self._last_version
+
+    def _add_batch(
+        self, patents: list[Patent], report: IngestReport, on_embedded: EmbedObserver | None
+    ) -> None:
+        unique = {p.id: p for p in patents}  # the last version of a patent repeated in one batch wins
+        passages = {pid: self.passages_for(p) for pid, p in unique.items()}
+        digests = {pid: content_hash(p, passages[pid]) for pid, p in unique.items()}
+        current = self._reader.current_versions(unique)
+        changed = [pid for pid in unique if current.get(pid, {}).get("content_hash") != digests[pid]]
+        same = [pid for pid in unique if pid not in changed]
+        report.unchanged += len(same)
+        report.added += sum(pid not in current for pid in changed)
+        report.updated += sum(pid in current for pid in changed)
+        if same:  # rows an interrupted earlier write left behind
+            older = " or ".join(
+                f"(patent_id == {_quoted([p])[1:-1]} and version < {current[p]['version']})" for p in same
+            )
+            self._delete_where(older)
+        if not changed:
+            return
+        version = self._next_version()
+        rows = self._passage_rows([unique[pid] for pid in changed], passages, version, on_embedded)
+        self._upsert("passages", rows)
+        parts = {pid: self._record_rows(unique[pid], digests[pid], version) for pid in changed}
+        self._upsert("patents", [row for rows_ in parts.values() for row in rows_[1:]])
+        self._upsert("patents", [rows_[0] for rows_ in parts.values()])  # commits this version
+        report.passages_written += len(rows)
+        self._delete_where(f"patent_id in {_quoted(changed)} and version < {version}")
+        newest = self._reader.current_versions(changed)
+        lost = [pid for pid in changed if newest.get(pid, {}).get("version", version) > version]
+        if lost:  # a newer version committed meanwhile: ours must not linger
+            self._delete_where(f"patent_id in {_quoted(lost)} and version == {version}")
+
+    def _passage_rows(
+        self,
+        patents: list[Patent],
+        passages: dict[str, list[Passage]],
+        version: int,
+        on_embedded: EmbedObserver | None,
+    ) -> list[dict[str, Any]]:
+        if self.vectors is None and self._has_dense():
+            raise ClusterError(
+                f"the index at {self.connection.where} stores vectors of {self.embedder_name}: configure "
+                "that embedder (PATENTRANK_EMBEDDER_MODEL) to ingest into it"
+            )
+        ordered = [(p, passage) for p in patents for passage in passages[p.id]]
+        texts = [passage.text for _, passage in ordered]
+        vectors = self._embed(texts, on_embedded) if self.vectors is not None else None
+        tokens = analyze_batch(texts)  # large batches on every core, as the embedded index
+        fields = {p.id: p.fields() for p in patents}
+        rows = []
+        for i, (patent, passage) in enumerate(ordered):
+            f = fields[patent.id]
+            row = {
+                "id": _row_id(patent.id, version, passage.ordinal),
+                "patent_id": patent.id, "version": version, "ordinal": passage.ordinal,
+                "field": passage.field, "text": _fit(passage.text),
+                "tokens": _fit(schema.token_text(tokens[i])),
+                "language": f.language, "jurisdiction": f.jurisdiction,
+                "code_prefix": schema.code_terms(f.codes),
+                "priority": int(f.priority), "filing": int(f.filing), "publication": int(f.publication),
+            }  # fmt: skip
+            if vectors is not None:
+                row["vector"] = vectors[i].tolist()
+            rows.append(row)
+        return rows
+
+    def _has_dense(self) -> bool:
+        return bool(self._stored_dim)
+
+    def _embed(self, texts: list[str], on_embedded: EmbedObserver | None) -> np.ndarray:
+        assert self.embedder is not None
+        began = time.perf_counter()
+        embed = self._embed_documents or self.embedder.embed_documents
+        vectors = np.asarray(embed(texts), dtype=np.float32)
+        if on_embedded is not None:
+            on_embedded(texts, time.perf_counter() - began)
+        return vectors
+
+    @staticmethod
+    def _record_rows(patent: Patent, digest: str, version: int) -> list[dict[str, Any]]:
+        pieces = schema.split_record(orjson.dumps(patent.to_dict()).decode())
+        return [
+            {"key": f"{patent.id}|{version}|{part}", "patent_id": patent.id, "version": version, "part": part,
+             "parts": len(pieces), "content_hash": digest, "record": piece, "dummy": [0.0, 0.0]}
+            for part, piece in enumerate(pieces)
+        ]  # fmt: skip
+
+    def _upsert(self, kind: str, rows: list[dict[str, Any]]) -> None:
+        name, timeout = self.names[kind], self.connection.timeout_s
+        for start in range(0, len(rows), ROWS_PER_CALL):
+            chunk = rows[start : start + ROWS_PER_CALL]
+            self.connection.call("upsert", lambda c, ch=chunk: c.upsert(name, ch, timeout=timeout))
+
+    def _delete_where(self, expr: str) -> None:
+        timeout = self.connection.timeout_s
+        for kind in ("patents", "passages"):  # the commit mark first: readers stop seeing it at once
+            name = self.names[kind]
+            self.connection.call("delete", lambda c, n=name: c.delete(n, filter=expr, timeout=timeout))
+
+    def delete(self, patent_ids: Sequence[str]) -> list[str]:
+        """Remove patents (every version and passage); returns the ids that were present."""
+        ids = list(dict.fromkeys(str(p) for p in patent_ids))
+        with self._write_lock:
+            present = list(self._reader.current_versions(ids))
+            if ids:
+                self._delete_where(f"patent_id in {_quoted(ids)}")
+        return [pid for pid in ids if pid in present]
+
+    def sync(self, progress: Callable[[int], None] | None = None) -> int:
+        """Nothing is journaled locally: Milvus holds every acknowledged write."""
+        return 0
+
+    # ------------------------------------------------------------ reads
+
+    def stats(self) -> dict[str, Any]:
+        passages = self.docstore.count_passages()
+        return {
+            "path": self.connection.where,
+            "backend": "milvus",
+            "collections": dict(self.names),
+            "patents": self.docstore.count_patents(),
+            "passages": passages,
+            "lexical_passages": passages,
+            "vector_passages": passages if self.vectors is not None else 0,
+            "embedder": self.embedder_name,
+            "waiting_for_vectors": 0,
+        }
+
+    def close(self) -> None:
+        self.lexical.close()
+        self.connection.close()
+
+
+def _row_id(patent_id: str, version: int, ordinal: int) -> int:
+    digest = hashlib.blake2b(f"{patent_id}|{version}|{ordinal}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _fit(text: str) -> str:
+    """Within one VARCHAR value (a passage is a few thousand bytes; this guards the limit)."""
+    data = text.encode()
+    if len(data) <= schema.MAX_VARCHAR:
+        return text
+    return data[: schema.MAX_VARCHAR].decode(errors="ignore")
