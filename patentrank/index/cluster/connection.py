@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ for _name in ("pymilvus", "pymilvus.milvus_client"):  # failed calls log traceba
 
 _UNAVAILABLE_HINTS = ("fail connecting", "unavailable", "deadline", "retry timeout", "connection", "closed")
 RETRY_AFTER_S = 5
+RETRY_INTERVAL_S = 1.0  # after a failed connection, fail fast this long before trying again
 
 
 class ClusterUnavailable(VectorStoreUnavailable):
@@ -60,32 +62,63 @@ class MilvusConnection:
         self._client: Any = None
         self._lock = threading.RLock()
         self._closed = False
+        self._last_failure: tuple[float, Exception] | None = None
+        self._probe: tuple[float, str | None] | None = None
 
     @property
     def where(self) -> str:
         """The URI without credentials, for messages."""
         return re.sub(r"//[^/@]*@", "//***@", self.uri)
 
-    def client(self) -> Any:
-        """The connected client (set up); ClusterUnavailable when Milvus cannot be reached."""
+    def client(self, connect_timeout_s: float | None = None) -> Any:
+        """The connected client (set up); ClusterUnavailable when Milvus cannot be reached.
+
+        After a failed connection, calls fail at once with the same error for `RETRY_INTERVAL_S`, so a
+        burst of requests against a Milvus that is down answers 503 in milliseconds, not one timeout each.
+        """
         with self._lock:
             if self._client is not None:
                 return self._client
             if self._closed:
                 raise ClusterError(f"the connection to Milvus at {self.where} was closed")
+            if self._last_failure is not None and time.monotonic() < self._last_failure[0] + RETRY_INTERVAL_S:
+                raise ClusterUnavailable(str(self._last_failure[1]))
             client = None
+            timeout = min(connect_timeout_s or self.timeout_s, self.timeout_s)
             try:
                 # Dedicated: a fresh gRPC channel per reconnect, not a shared one stuck in back-off.
-                client = MilvusClient(self.uri, token=self._token, timeout=self.timeout_s, dedicated=True)
+                client = MilvusClient(self.uri, token=self._token, timeout=timeout, dedicated=True)
                 if self._setup is not None:
                     self._setup(client)
             except Exception as exc:
                 if client is not None:
                     with contextlib.suppress(Exception):
                         client.close()
-                raise self.translate(exc, "connect") from exc
-            self._client = client
+                error = self.translate(exc, "connect")
+                if isinstance(error, ClusterUnavailable):
+                    self._last_failure = (time.monotonic(), error)
+                raise error from exc
+            self._client, self._last_failure = client, None
             return client
+
+    def probe(self, timeout_s: float = 2.0) -> str | None:
+        """None when Milvus answers within `timeout_s`, else why not; cached for a second, so the health
+        of several index parts costs one round trip. Never raises."""
+        now = time.monotonic()
+        cached = self._probe
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        why: str | None = None
+        try:
+            client = self.client(connect_timeout_s=timeout_s)
+            client.list_collections(timeout=timeout_s)
+        except Exception as exc:  # health reports, never raises
+            error = self.translate(exc, "health check")
+            if isinstance(error, ClusterUnavailable):
+                self.drop()
+            why = str(error)
+        self._probe = (now, why)
+        return why
 
     def translate(self, exc: Exception, op: str) -> VectorStoreError:
         """Our error for a failed call: ClusterUnavailable (retry later) or ClusterError (say why)."""

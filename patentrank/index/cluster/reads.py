@@ -153,6 +153,8 @@ class ClusterDocStore:
         return self.reader.count("passages")
 
     def health(self) -> dict[str, object]:
+        if why := self.reader.connection.probe():
+            return {"ok": False, "detail": why, "backend": "milvus"}
         try:
             patents, passages = self.count_patents(), self.count_passages()
         except Exception as exc:  # health reports, never raises
@@ -244,6 +246,8 @@ class ClusterLexical:
         return self.reader.count("passages")
 
     def health(self) -> dict[str, object]:
+        if why := self.reader.connection.probe():
+            return {"ok": False, "detail": why, "engine": "milvus"}
         try:
             passages = self.count()
         except Exception as exc:  # health reports, never raises
@@ -296,6 +300,8 @@ class ClusterVectors:
         return self.reader.count("passages")
 
     def health(self) -> dict[str, object]:
+        if why := self.reader.connection.probe():
+            return {"ok": False, "detail": why, "backend": "milvus"}
         try:
             passages = self.count()
         except Exception as exc:  # health reports, never raises

@@ -133,6 +133,8 @@ def index_params(client: Any, kind: str, dense: dict[str, Any] | None = None) ->
             params.add_index(field_name=name, index_type="INVERTED")
     else:
         params.add_index(field_name="dummy", index_type="FLAT", metric_type="L2")
+        if kind == "patents":  # every read and write looks patents up by id
+            params.add_index(field_name="patent_id", index_type="INVERTED")
     return params
 
 
