@@ -160,11 +160,13 @@ class SearchPipeline:
 
     # ------------------------------------------------------------ stages
 
-    def _lexical(self, req: SearchRequest) -> LexicalHits:
+    def _lexical(self, req: SearchRequest, with_bound: bool) -> LexicalHits:
         flt = None if req.filter.is_empty() else req.filter  # evaluated inside the lexical engine's query
         tokens = self.index.lexical.without_common_terms(analyze(req.query), self.lexical_max_df)
         hits = LexicalHits(self.index.lexical.search_tokens(tokens, req.retrieve_k, flt))
-        hits.bound = self.index.lexical.best_possible_score(tokens) if hits else 0.0
+        # Only score fusion of both lists reads the bound (one list keeps its scores; RRF uses ranks), and
+        # it costs a document-frequency lookup per term: one Milvus query each in cluster mode.
+        hits.bound = self.index.lexical.best_possible_score(tokens) if hits and with_bound else 0.0
         return hits
 
     def _dense(self, req: SearchRequest, instruction: str | None) -> list[tuple[int, float]]:
@@ -225,9 +227,13 @@ class SearchPipeline:
         self, req: SearchRequest, instruction: str | None, wanted: list[str], stages: dict[str, Any]
     ) -> dict[str, list[tuple[int, float]]]:
         lists: dict[str, list[tuple[int, float]]] = {}
+        with_bound = len(wanted) > 1 and req.fusion == "score"
         for name in wanted:
             t = time.perf_counter()
-            lists[name] = self._lexical(req) if name == "lexical" else self._dense(req, instruction)
+            if name == "lexical":
+                lists[name] = self._lexical(req, with_bound)
+            else:
+                lists[name] = self._dense(req, instruction)
             stages[name] = {"ran": True, "ms": _ms(t), "hits": len(lists[name])}
         return lists
 

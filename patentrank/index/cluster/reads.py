@@ -29,7 +29,7 @@ from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.stores import check_queries
 
 QUERY_CHUNK = 1000  # ids per `in [...]` expression
-STATS_TTL_S = 30.0  # document frequencies and N are cached this long (they move slowly)
+STATS_TTL_S = 300.0  # document frequencies and N are cached this long: only fusion reads them
 _DATES = ("priority_date", "filing_date", "publication_date")
 
 
