@@ -57,7 +57,7 @@ def open_patent_index(
                 f"an index in Milvus needs pymilvus ({exc.name} is missing): pip install 'patentrank[milvus]'"
             ) from None
         return ClusterIndex(
-            str(location),
+            str(location).strip(),
             embedder=embedder,
             embed_documents=embed_documents,
             token=getattr(settings, "milvus_token", None),

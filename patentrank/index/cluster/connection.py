@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
+from patentrank.errors import PatentrankError
 from patentrank.index.stores import VectorStoreError, VectorStoreUnavailable
 
 T = TypeVar("T")
@@ -120,9 +121,10 @@ class MilvusConnection:
         self._probe = (now, why)
         return why
 
-    def translate(self, exc: Exception, op: str) -> VectorStoreError:
-        """Our error for a failed call: ClusterUnavailable (retry later) or ClusterError (say why)."""
-        if isinstance(exc, VectorStoreError):
+    def translate(self, exc: Exception, op: str) -> PatentrankError:
+        """Our error for a failed call: ClusterUnavailable (retry later) or ClusterError (say why).
+        Our own errors pass as they are (`setup` refusing an embedder is not an unreachable Milvus)."""
+        if isinstance(exc, PatentrankError):
             return exc
         code = getattr(exc, "code", None)
         message = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip()

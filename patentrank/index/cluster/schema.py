@@ -123,9 +123,12 @@ def index_params(client: Any, kind: str, dense: dict[str, Any] | None = None) ->
     """Indexes: BM25 on the sparse field and the configured dense index; FLAT on the dummy vectors."""
     params = client.prepare_index_params()
     if kind == "passages":
+        # pymilvus sends `params` flattened, which servers read; Milvus Lite reads only a "params" key
+        # (JSON) and otherwise scores with k1 = 1.5. Servers merge that key too, so both get k1 and b.
+        bm25 = {"bm25_k1": K1, "bm25_b": B}
         params.add_index(
             field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-            params={"bm25_k1": K1, "bm25_b": B},
+            params={**bm25, "params": bm25},
         )  # fmt: skip
         if dense is not None:
             params.add_index(field_name="vector", **dense)
