@@ -26,19 +26,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from patentrank.config import Settings
 from patentrank.engine import Engine, StageUnavailable
+from patentrank.index.base import SearchIndex
 from patentrank.index.location import index_location, open_patent_index
-from patentrank.index.patent_index import PatentIndex
 from patentrank.models.factory import ROLES, load_models
 from patentrank.search import SearchPipeline
-
-if TYPE_CHECKING:
-    from patentrank.index.cluster.index import ClusterIndex
 
 Report = Callable[[str], None]
 
@@ -51,14 +48,14 @@ class Runtime:
     settings: Settings
     reranker: Any | None = None
     embedder: Any | None = None
-    index: PatentIndex | ClusterIndex | None = None
+    index: SearchIndex | None = None
     pipeline: SearchPipeline | None = None
     engine: Engine | None = None
     errors: dict[str, str] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
 
     @classmethod
-    def serving(cls, engine: Engine, index: PatentIndex | ClusterIndex | None = None) -> Runtime:
+    def serving(cls, engine: Engine, index: SearchIndex | None = None) -> Runtime:
         """A server's runtime around `engine` (its models loaded already) and `index` (None: no search):
         the pipeline's model calls go through the engine's batchers and cache."""
         runtime = cls(
@@ -131,7 +128,7 @@ def open_index(
     settings: Settings,
     report: Report,
     embed_documents: Callable[[list[str]], np.ndarray] | None = None,
-) -> tuple[PatentIndex | ClusterIndex, str | None]:
+) -> tuple[SearchIndex, str | None]:
     """Open (or create) the index at `location` (a folder or a Milvus URI) with `embedder`; an index
     built with another embedder (or a vector store that cannot be opened) still serves lexical search:
     returns (index, why dense is off)."""
@@ -149,7 +146,7 @@ def open_index(
 
 
 def build_pipeline(
-    index: PatentIndex | ClusterIndex,
+    index: SearchIndex,
     *,
     embed_query: Callable[[str, str | None], Any] | None,
     rerank: Callable[..., list[float]] | None,
@@ -255,7 +252,7 @@ def serve_engine(engine: Engine, *, report: Report | None = None) -> Runtime:
     return Runtime.serving(engine, index)
 
 
-def engine_pipeline(engine: Engine, index: PatentIndex | ClusterIndex) -> SearchPipeline:
+def engine_pipeline(engine: Engine, index: SearchIndex) -> SearchPipeline:
     """A pipeline over `index` whose model calls go through the engine's batchers and score cache.
 
     Call the returned pipeline from worker threads (the engine's event loop must be running)."""

@@ -13,7 +13,8 @@ import numpy as np
 from patentrank.errors import InputError
 from patentrank.families import Collapsed, FamilyMember, Group, Identity, collapse, fill_page
 from patentrank.fusion import fuse_scores
-from patentrank.index.patent_index import PatentIndex
+from patentrank.index.base import SearchIndex
+from patentrank.index.patent_index import PatentIndex  # noqa: F401 (the docstring example's)
 from patentrank.search_request import MAX_RETRIEVE_K, Mode, SearchRequest
 from patentrank.text import analyze, highlight_terms
 
@@ -110,7 +111,7 @@ class SearchPipeline:
 
     def __init__(
         self,
-        index: PatentIndex,
+        index: SearchIndex,
         *,
         embed_query: EmbedQueryFn | None = None,
         rerank: RerankFn | None = None,
