@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,6 +57,16 @@ class ClusterReader:
 
     def count(self, kind: str, expr: str = "") -> int:
         return int(self.query(kind, expr, ["count(*)"], "count")[0]["count(*)"])
+
+    def health(self, tag: dict[str, object], measure: Callable[[], dict[str, object]]) -> dict[str, object]:
+        """One index part's /health answer: `measure()` (its 'detail' and counts) when Milvus answers,
+        else why not; `tag` names the part's backend. Never raises, never waits past the probe."""
+        if why := self.connection.probe():
+            return {"ok": False, "detail": why, **tag}
+        try:
+            return {"ok": True, **measure(), **tag}
+        except Exception as exc:  # health reports, never raises
+            return {"ok": False, "detail": str(exc), **tag}
 
     def current_versions(self, patent_ids: Iterable[str], record: bool = False) -> dict[str, dict[str, Any]]:
         """patent id -> part 0 row of its newest committed version: version, parts, content_hash (and
@@ -153,14 +163,13 @@ class ClusterDocStore:
         return self.reader.count("passages")
 
     def health(self) -> dict[str, object]:
-        if why := self.reader.connection.probe():
-            return {"ok": False, "detail": why, "backend": "milvus"}
-        try:
+        def measure() -> dict[str, object]:
             patents, passages = self.count_patents(), self.count_passages()
-        except Exception as exc:  # health reports, never raises
-            return {"ok": False, "detail": str(exc), "backend": "milvus"}
-        detail = f"{patents} patents, {passages} passages in Milvus at {self.reader.connection.where}"
-        return {"ok": True, "detail": detail, "patents": patents, "passages": passages, "backend": "milvus"}
+            where = self.reader.connection.where
+            detail = f"{patents} patents, {passages} passages in Milvus at {where}"
+            return {"detail": detail, "patents": patents, "passages": passages}
+
+        return self.reader.health({"backend": "milvus"}, measure)
 
 
 class ClusterLexical:
@@ -246,14 +255,11 @@ class ClusterLexical:
         return self.reader.count("passages")
 
     def health(self) -> dict[str, object]:
-        if why := self.reader.connection.probe():
-            return {"ok": False, "detail": why, "engine": "milvus"}
-        try:
+        def measure() -> dict[str, object]:
             passages = self.count()
-        except Exception as exc:  # health reports, never raises
-            return {"ok": False, "detail": str(exc), "engine": "milvus"}
-        return {"ok": True, "detail": f"BM25 (Milvus) over {passages} passages", "passages": passages,
-                "engine": "milvus"}  # fmt: skip
+            return {"detail": f"BM25 (Milvus) over {passages} passages", "passages": passages}
+
+        return self.reader.health({"engine": "milvus"}, measure)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -300,14 +306,15 @@ class ClusterVectors:
         return self.reader.count("passages")
 
     def health(self) -> dict[str, object]:
-        if why := self.reader.connection.probe():
-            return {"ok": False, "detail": why, "backend": "milvus"}
-        try:
+        def measure() -> dict[str, object]:
             passages = self.count()
-        except Exception as exc:  # health reports, never raises
-            return {"ok": False, "detail": str(exc), "backend": "milvus"}
-        return {"ok": True, "detail": f"{passages} {self.dim}-d vectors in Milvus", "count": passages,
-                "dim": self.dim, "backend": "milvus"}  # fmt: skip
+            return {
+                "detail": f"{passages} {self.dim}-d vectors in Milvus",
+                "count": passages,
+                "dim": self.dim,
+            }
+
+        return self.reader.health({"backend": "milvus"}, measure)
 
 
 def _patent(record: str) -> Patent:
