@@ -236,14 +236,14 @@ def latency(
 
 
 def bound_cost(lexical: Any, queries: list[Any]) -> dict[str, Any]:
-    """`best_possible_score` (the fusion bound: one TEXT_MATCH count per distinct query term) with its
-    document-frequency cache cleared before each query, as for a query whose terms are new."""
+    """`best_possible_score` (the fusion bound: document frequencies read from one BM25 probe search,
+    `cluster/term_stats.py`) with its cache cleared before each query, as for a query whose terms are new."""
     from patentrank.text import analyze
 
     samples, terms = [], []
     for q in queries:
         tokens = analyze(q.text)
-        lexical._stats.clear()
+        lexical.statistics._cache.clear()
         start = time.perf_counter()
         lexical.best_possible_score(tokens)
         samples.append((time.perf_counter() - start) * 1000)
@@ -257,11 +257,11 @@ def bound_cost(lexical: Any, queries: list[Any]) -> dict[str, Any]:
 
 def measure(index: Any, vlog: VectorLog, queries: list[Any], n: int, args: argparse.Namespace) -> dict:
     with bench.RssSampler(0.05) as rss:
-        modes = tuple(args.cluster_modes.split(",")) if hasattr(index.lexical, "_stats") else MODES
+        modes = tuple(args.cluster_modes.split(",")) if hasattr(index.lexical, "statistics") else MODES
         out: dict[str, Any] = latency(index, queries, n, args.pass_budget, args.warmup, modes)
     out["rss_queries"] = rss.peak_bytes
     out["recall"] = recall(index, vlog, queries[: args.recall_queries])
-    if hasattr(index.lexical, "_stats") and args.bound_queries:
+    if hasattr(index.lexical, "statistics") and args.bound_queries:
         out["bound"] = bound_cost(index.lexical, queries[: args.bound_queries])
     return out
 

@@ -306,9 +306,10 @@ def render(raw: dict[str, Any]) -> str:
         "",
         latency_table(results, q),
         "",
-        "Cluster hybrid search (score fusion) also reads the lexical fusion bound, one Milvus "
-        "`count(*)` with TEXT_MATCH per distinct query term (`ClusterLexical.best_possible_score`, cached "
-        "per term for a while); with that cache empty before each query it took " + (bounds or "-") + ".",
+        "Cluster hybrid search (score fusion) also reads the lexical fusion bound: the query terms' "
+        "document frequencies from one BM25 probe search, and the tokens of common terms' top hits "
+        "(`cluster/term_stats.py`, cached per term for 5 minutes); with that cache empty before each query "
+        "it took " + (bounds or "-") + ".",
         "",
         "### Recall and agreement",
         "",

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,12 +21,12 @@ from patentrank.chunking import Passage
 from patentrank.corpus import Patent
 from patentrank.families import Identity, identity
 from patentrank.index.cluster.connection import ClusterError, MilvusConnection
-from patentrank.index.cluster.schema import K1, MAX_TOKEN_BYTES, encode_token, filter_expression, token_text
+from patentrank.index.cluster.schema import K1, MAX_TOKEN_BYTES, filter_expression, token_text
+from patentrank.index.cluster.term_stats import TermStatistics
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.stores import check_queries
 
 QUERY_CHUNK = 1000  # ids per `in [...]` expression
-STATS_TTL_S = 300.0  # document frequencies and N are cached this long: only fusion reads them
 _DATES = ("priority_date", "filing_date", "publication_date")
 
 
@@ -177,14 +174,12 @@ class ClusterLexical:
 
     Scores are divided by (k1 + 1), as the embedded index's, and read as positive whichever sign the
     server gives (Milvus Lite returns BM25 distances negated). The fusion bound needs each term's
-    document frequency, which Milvus does not expose: it is counted with TEXT_MATCH and cached.
+    document frequency, which Milvus does not expose: `TermStatistics` reads it from BM25 searches.
     """
 
     def __init__(self, reader: ClusterReader):
         self.reader = reader
-        self._stats: dict[str, tuple[float, int]] = {}
-        self._stats_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="patentrank-df")
+        self.statistics = TermStatistics(reader)
 
     def search(self, query: str, k: int = 10, flt: SearchFilter | None = None) -> list[tuple[int, float]]:
         from patentrank.text import analyze
@@ -210,29 +205,9 @@ class ClusterLexical:
         pairs = [(int(h["id"]), abs(float(h["distance"])) / (K1 + 1.0)) for h in hits[0]]
         return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
 
-    def _stat(self, key: str, compute: Any) -> int:
-        now = time.monotonic()
-        with self._stats_lock:
-            cached = self._stats.get(key)
-            if cached is not None and now - cached[0] < STATS_TTL_S:
-                return cached[1]
-        value = int(compute())
-        with self._stats_lock:
-            if len(self._stats) > 100_000:
-                self._stats.clear()
-            self._stats[key] = (now, value)
-        return value
-
     def _frequencies(self, tokens: Iterable[str]) -> tuple[int, dict[str, int]]:
-        """(passages, {token: document frequency}) for these tokens."""
-        words = {t: encode_token(t) for t in set(tokens)}
-        total = self._stat("", lambda: self.reader.count("passages"))
-
-        def df(word: str) -> int:
-            return self._stat(word, lambda: self.reader.count("passages", f'TEXT_MATCH(tokens, "{word}")'))
-
-        counts = dict(zip(words, self._pool.map(df, words.values()), strict=True))
-        return total, counts
+        """(passages, {token: document frequency}) for these tokens (`term_stats.py`)."""
+        return self.statistics.frequencies(tokens)
 
     def without_common_terms(self, tokens: Sequence[str], max_df: float | None) -> list[str]:
         """As `LexicalIndex.without_common_terms` (PATENTRANK_LEXICAL_MAX_DF)."""
@@ -262,7 +237,7 @@ class ClusterLexical:
         return self.reader.health({"engine": "milvus"}, measure)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False)
+        """Nothing to release: the connection belongs to the index."""
 
 
 class ClusterVectors:
