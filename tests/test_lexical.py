@@ -102,39 +102,63 @@ def test_scores_equal_bm25s_on_mixed_chinese_english_text(tmp_path: Path) -> Non
         assert [pid for pid, _ in index.search(query, k=100)] == sorted(want, key=lambda p: (-want[p], p))
 
 
-def test_long_passages_follow_bm25s_with_lucene_lengths(tmp_path: Path) -> None:
-    """Real passages of every length: scores equal the formula with Lucene's one-byte lengths to 1e-5;
-    against bm25s (exact lengths) the difference is that quantisation alone, and the top 10 agree."""
+LONG_QUERIES = ["锂电池 负极材料", "heat exchanger recovering waste heat", "图像 分割 神经网络",
+                "wireless charging coil", "heat heat exchanger"]  # fmt: skip
+
+
+@pytest.mark.parametrize("exact_top", [3, 8, 1000])
+def test_best_hits_equal_bm25s_and_the_rest_use_lucene_lengths(tmp_path: Path, exact_top: int) -> None:
+    """Real passages of every length: the first `exact_top` hits score as bm25s (exact lengths) to 1e-5,
+    the hits below them as the formula with Lucene's one-byte lengths; the hits at or above the best
+    unexamined one are bm25s's top hits in its order (the certificate of lexical_exact.py)."""
+    from patentrank.index.lexical_exact import certified
+
     docs = sample_passages()
     assert max(map(len, docs)) > 100, "the sample must have long passages for this test to mean anything"
-    index = LexicalIndex(tmp_path / "lex")
+    index = LexicalIndex(tmp_path / "lex", exact_top=exact_top)
     index.add_tokens(list(range(len(docs))), docs)
     index.commit()
     reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
     reference.index(docs, show_progress=False)
-    overlaps, quantization_mattered = [], False
-    for query in [
-        "锂电池 负极材料",
-        "heat exchanger recovering waste heat",
-        "图像 分割 神经网络",
-        "wireless charging coil",
-    ]:
+    for query in LONG_QUERIES:
+        tokens = analyze(query)
+        hits = index.search_tokens(tokens, k=len(docs))
+        rounded = reference_bm25(docs, tokens)
+        exact = [float(s) for s in reference.get_scores(tokens)]
+        assert {pid for pid, _ in hits} == {i for i, s in enumerate(rounded) if s > 0}, query
+        examined = index_order(rounded)[:exact_top]
+        for pid, score in hits:
+            want = exact[pid] if pid in examined else rounded[pid]
+            assert score == pytest.approx(want, rel=1e-5, abs=1e-6), (query, pid)
+        sure = certified([s for _, s in hits][:exact_top], sorted(rounded, reverse=True), exact_top)
+        assert [pid for pid, _ in hits[:sure]] == index_order(exact)[:sure], query
+        if exact_top == 1000:
+            assert sure == len(hits)
+
+
+def test_rounded_lengths_alone_differ_from_bm25s(tmp_path: Path) -> None:
+    """Negative control: with no hit rescored, long passages' scores are measurably off bm25s's, so the
+    1e-5 checks above can fail; and a search still equals the one-byte formula."""
+    docs = sample_passages()
+    index = LexicalIndex(tmp_path / "lex", exact_top=0)
+    index.add_tokens(list(range(len(docs))), docs)
+    index.commit()
+    reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    reference.index(docs, show_progress=False)
+    off = 0
+    for query in LONG_QUERIES:
         tokens = analyze(query)
         got = dict(index.search_tokens(tokens, k=len(docs)))
-        formula = reference_bm25(docs, tokens)
-        assert got.keys() == {i for i, s in enumerate(formula) if s > 0}, query
+        rounded, exact = reference_bm25(docs, tokens), reference.get_scores(tokens)
         for pid, score in got.items():
-            assert score == pytest.approx(formula[pid], rel=1e-5, abs=1e-6), (query, pid)
-        exact = reference.get_scores(tokens)
-        quantization_mattered |= any(abs(got[p] - exact[p]) > 1e-4 for p in got)
-        overlaps.append(len(top10(got) & top10(dict(enumerate(map(float, exact))))) / 10)
-    assert np.mean(overlaps) >= 0.9, overlaps
-    # Negative control: the unquantised formula is measurably different, so the 1e-5 check can fail.
-    assert quantization_mattered
+            assert score == pytest.approx(rounded[pid], rel=1e-5, abs=1e-6), (query, pid)
+        off += sum(abs(got[p] - exact[p]) > 1e-3 * exact[p] for p in got)
+    assert off > 10
 
 
-def top10(scores: dict[int, float]) -> set[int]:
-    return set(sorted(scores, key=lambda p: -scores[p])[:10])
+def index_order(scores: list[float]) -> list[int]:
+    """Passage ids by score, best first, ties by id (the index's order)."""
+    return sorted((i for i, s in enumerate(scores) if s > 0), key=lambda i: (-scores[i], i))
 
 
 def test_quantized_length_is_lucene_smallfloat() -> None:
@@ -265,3 +289,32 @@ def test_old_format_folder_is_refused_with_what_to_do(tmp_path: Path) -> None:
     (old / "CURRENT").write_text("gen-00000003\n")
     with pytest.raises(LexicalIndexError, match="patentrank reindex"):
         LexicalIndex(old)
+
+
+def test_a_format_2_folder_is_read_and_written_with_rounded_lengths(tmp_path: Path) -> None:
+    """Folders written before exact lengths (format 2, no `length` field) keep working, scored with
+    one-byte lengths throughout, and /health says that `patentrank reindex` makes the best hits exact."""
+    import json
+
+    import tantivy
+
+    from patentrank.index import lexical as lexical_module
+    from patentrank.index.lexical_query import SCHEMA_FORMAT_2
+
+    folder = tmp_path / "lex"
+    folder.mkdir()
+    tantivy.Index(SCHEMA_FORMAT_2, path=str(folder))
+    marker = {"format": 2, "analyzer": lexical_module.ANALYZER_VERSION}
+    (folder / lexical_module.MARKER_FILE).write_text(json.dumps(marker))
+    docs = sample_passages()
+    index = LexicalIndex(folder)
+    assert not index.exact_lengths
+    index.add_tokens(list(range(len(docs))), docs)
+    index.commit()
+    tokens = analyze("heat exchanger recovering waste heat")
+    rounded = reference_bm25(docs, tokens)
+    for pid, score in index.search_tokens(tokens, k=20):
+        assert score == pytest.approx(rounded[pid], rel=1e-5, abs=1e-6)
+    assert "patentrank reindex" in str(index.health()["detail"])
+    index.close()
+    assert json.loads((folder / lexical_module.MARKER_FILE).read_text())["format"] == 2

@@ -17,10 +17,18 @@ from tqdm.auto import tqdm
 from patentrank.analysis_pool import analyze_batch
 from patentrank.errors import InputError, PatentrankError
 from patentrank.index.filters import PassageFields, SearchFilter
-from patentrank.index.lexical_query import SCHEMA, code_prefix_terms, filter_clauses, text_query
+from patentrank.index.lexical_exact import rescore
+from patentrank.index.lexical_query import (
+    SCHEMA,
+    SCHEMA_FORMAT_2,
+    code_prefix_terms,
+    filter_clauses,
+    text_query,
+)
 from patentrank.text import ANALYZER_VERSION, analyze
 
-FORMAT_VERSION = 2  # 1 was the numpy BM25 of the `lexical/` folder (generation folders + CURRENT)
+FORMAT_VERSION = 3  # 1: the numpy BM25 of `lexical/`; 2: tantivy without exact lengths (still read)
+EXACT_TOP = 64  # hits per search whose BM25 uses exact lengths (lexical_exact.py)
 MARKER_FILE = "patentrank-lexical.json"  # what wrote this folder: format and analyzer versions
 # tantivy scores BM25 as idf * (k1 + 1) * tf / (tf + norm); Lucene 8+ and bm25s drop the constant
 # (k1 + 1). Dividing it out gives the scores this module documents, with the same ranking.
@@ -43,9 +51,11 @@ class LexicalIndex:
     fields, every prefix of every IPC/CPC code, language, jurisdiction, patent id), so a filtered search
     is one tantivy query, never a list of allowed ids computed elsewhere.
 
-    Two documented differences from the textbook formula, both Lucene's own: document lengths are
-    stored on one byte (exact up to 40 tokens, then within about 12%: `quantized_length`), and the
-    statistics (N, df, average length) count deleted passages until tantivy merges their segment.
+    Two documented differences from the textbook formula, both Lucene's own: tantivy stores document
+    lengths on one byte (exact up to 40 tokens, then within about 12%: `quantized_length`), so the
+    first `exact_top` hits of every search are scored again with exact lengths (`lexical_exact.py`) and
+    only hits below them keep the rounded ones; and the statistics (N, df, average length) count
+    deleted passages until tantivy merges their segment.
 
     `add`/`delete` stage changes; `commit()` makes them durable and visible atomically (a crash loses
     only what was not committed). A commit writes one new segment, so its cost follows the batch, not
@@ -63,8 +73,17 @@ class LexicalIndex:
         []
     """
 
-    def __init__(self, path: str | Path, *, writer_memory_mb: int = 128, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        writer_memory_mb: int = 128,
+        read_only: bool = False,
+        exact_top: int = EXACT_TOP,
+    ) -> None:
         self.path = Path(path)
+        self.exact_top = max(int(exact_top), 0)
+        self.exact_lengths = True  # False for a format 2 index: rounded lengths only, until a reindex
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"lexical index path {self.path} exists and is not a folder", field="path")
         self.read_only = read_only
@@ -88,17 +107,19 @@ class LexicalIndex:
                 meta = json.loads(marker.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise LexicalIndexError(f"{marker} is damaged ({exc}): run `patentrank reindex`") from exc
-            if meta.get("format") != FORMAT_VERSION or meta.get("analyzer") != ANALYZER_VERSION:
+            if meta.get("format") not in (2, FORMAT_VERSION) or meta.get("analyzer") != ANALYZER_VERSION:
                 raise LexicalIndexError(
                     f"the lexical index {self.path} was built by another version (format "
                     f"{meta.get('format')}, analyzer {meta.get('analyzer')!r}; this one writes format "
                     f"{FORMAT_VERSION}, analyzer {ANALYZER_VERSION!r}): run `patentrank reindex`"
                 )
+            self.exact_lengths = meta.get("format") == FORMAT_VERSION
         elif self.read_only and not tantivy.Index.exists(str(self.path)):
             raise LexicalIndexError(f"no lexical index at {self.path}")
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
+            schema = SCHEMA if self.exact_lengths else SCHEMA_FORMAT_2
+            index = tantivy.Index(schema, path=str(self.path), reuse=True)
         except ValueError as exc:
             raise LexicalIndexError(f"the lexical index at {self.path} cannot be opened: {exc}") from exc
         if not marker.exists() and not self.read_only:
@@ -163,7 +184,7 @@ class LexicalIndex:
             writer = self._writer_or_raise()
             for pid, toks, f in zip(id_array.tolist(), tokens, fields, strict=True):
                 writer.delete_documents_by_term("pid", pid)  # applies to earlier adds only: a replace
-                writer.add_document(_document(pid, toks, f))
+                writer.add_document(_document(pid, toks, f, self.exact_lengths))
             self._pending += len(id_array)
 
     def delete(self, ids: Sequence[int] | np.ndarray) -> None:
@@ -256,17 +277,22 @@ class LexicalIndex:
         counts = Counter(t for t in tokens if len(t.encode()) <= MAX_TOKEN_BYTES)
         if not counts:
             return []
-        query = text_query(counts)
+        scored = query = text_query(counts)
         if flt is not None and not flt.is_empty():
-            query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), *filter_clauses(flt)])
+            query = tantivy.Query.boolean_query([(tantivy.Occur.Must, scored), *filter_clauses(flt)])
         searcher = self._index.searcher()
         hits = searcher.search(query, int(k), count=False).hits
         if not hits:
             return []
         pids = searcher.fast_field_values("pid", [address for _, address in hits])
-        pairs = [
-            (int(pid), float(score) / _TANTIVY_SCALE) for (score, _), pid in zip(hits, pids, strict=True)
-        ]
+        scores = [float(score) for score, _ in hits]
+        if self.exact_top and self.exact_lengths:
+            head = [address for _, address in hits[: self.exact_top]]
+            lengths = [int(n) for n in searcher.fast_field_values("length", head)]
+            quantized = _NORM_TABLE[np.searchsorted(_NORM_TABLE, lengths, side="right") - 1].tolist()
+            # Explained without the filter clauses: they add nothing to a score and cost 5x to explain.
+            scores = rescore(scored, searcher, hits, lengths, quantized, self.exact_top, K1, B)
+        pairs = [(int(pid), score / _TANTIVY_SCALE) for score, pid in zip(scores, pids, strict=True)]
         return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
 
     def without_common_terms(self, tokens: Sequence[str], max_df: float | None) -> list[str]:
@@ -310,6 +336,8 @@ class LexicalIndex:
         except Exception as exc:  # health must report, never raise
             return {"ok": False, "detail": f"lexical index at {self.path} failed: {exc}", "engine": "tantivy"}
         detail = f"BM25 (tantivy) over {passages} passages in {segments} segments"
+        if not self.exact_lengths:
+            detail += "; format 2, rounded lengths only: `patentrank reindex` scores the best hits exactly"
         return {"ok": True, "detail": detail, "passages": passages, "segments": segments, "engine": "tantivy"}
 
 
@@ -339,13 +367,18 @@ def _norm_table() -> np.ndarray:
 _NORM_TABLE = _norm_table()
 
 
-def _document(pid: int, tokens: Sequence[str], f: PassageFields) -> tantivy.Document:
+def _document(
+    pid: int, tokens: Sequence[str], f: PassageFields, exact_lengths: bool = True
+) -> tantivy.Document:
     doc = tantivy.Document()
     doc.add_integer("pid", pid)
     # A token of at most MAX_TOKEN_BYTES // 4 characters cannot be over the limit: check only long ones.
     if any(len(t) > MAX_TOKEN_BYTES // 4 for t in tokens):
         tokens = [t for t in tokens if len(t.encode()) <= MAX_TOKEN_BYTES]
-    doc.add_text("tokens", " ".join(tokens))
+    text = " ".join(tokens)
+    doc.add_text("tokens", text)
+    if exact_lengths:  # what tantivy's whitespace tokenizer will count
+        doc.add_integer("length", len(text.split()))
     doc.add_text("patent_id", f.patent_id)
     doc.add_text("language", f.language)
     doc.add_text("jurisdiction", f.jurisdiction)

@@ -12,7 +12,8 @@ from patentrank.index.filters import SearchFilter, date_to_int, normalize_code
 HAS_CODES = "|"  # indexed for every passage with a code: what the empty prefix "" matches
 
 
-def _schema() -> tantivy.Schema:
+def _schema(exact_lengths: bool = True) -> tantivy.Schema:
+    """The lexical index's fields; format 2 indexes lack `length` (each passage's exact token count)."""
     builder = tantivy.SchemaBuilder()
     builder.add_integer_field(
         "pid", indexed=True, fast=True
@@ -24,10 +25,13 @@ def _schema() -> tantivy.Schema:
         builder.add_text_field(name, tokenizer_name="raw", index_option="basic")
     for name in ("priority", "filing", "publication"):
         builder.add_integer_field(name, indexed=True, fast=True)  # YYYYMMDD, 0 = unknown
+    if exact_lengths:  # tantivy keeps lengths on one byte; BM25 of the best hits uses this (lexical_exact.py)
+        builder.add_integer_field("length", fast=True)
     return builder.build()
 
 
 SCHEMA = _schema()
+SCHEMA_FORMAT_2 = _schema(exact_lengths=False)
 
 
 def code_prefix_terms(codes: Iterable[str]) -> list[str]:
