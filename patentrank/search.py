@@ -269,6 +269,11 @@ class SearchPipeline:
             if head is not None:  # a passage deleted between retrieval and now is dropped below
                 hit.patent_id, hit.field = head
         hits[:] = [h for h in hits if h.patent_id]
+        # Exact ties (family members with the same text) go to the smaller patent id, whatever the
+        # backend numbers its passages: embedded and cluster indexes then rank the same patents.
+        hits.sort(key=lambda h: (-h.fused_score, h.patent_id, h.passage_id))
+        for rank, hit in enumerate(hits, 1):
+            hit.first_stage_rank = rank
 
     def _attach_texts(self, hits: list[PassageHit]) -> None:
         """Texts of these hits only (the rerank candidates, the shown passages): O(candidates) reads."""
