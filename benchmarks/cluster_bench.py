@@ -92,18 +92,20 @@ def cluster_ingest(
         seen["chars"] += sum(len(p.text) for p in passages)
         embedder.chunked += passages
 
-    def rows_made(call: tuple, rows: list[dict[str, Any]]) -> None:
-        fields = {p.id: p.fields() for p in call[0]}
+    def rows_made(call: tuple, _: None) -> None:  # _write_version(version, patents, passages, digests, rows)
+        rows = call[4]
+        fields = {p.id: p.fields() for p in call[1]}
         vectors = np.array([r["vector"] for r in rows], np.float32)
         vector_log.append([r["id"] for r in rows], vectors, [fields[r["patent_id"]] for r in rows])
 
     clock.wrap(index, "passages_for", "chunking", chunked)
     clock.wrap(cluster_module, "analyze_batch", "analysis")
     clock.wrap(embedder, "embed_documents", "embedding")
-    clock.wrap(index, "_passage_rows", "rows", rows_made)
+    clock.wrap(index, "_passage_rows", "rows")
+    clock.wrap(index, "_write_version", "rows", rows_made)  # its upserts are timed on their own
     clock.wrap(index, "_upsert", "milvus upsert")
-    clock.wrap(index, "_delete_where", "milvus delete")
-    clock.wrap(index._reader, "current_versions", "milvus version queries")
+    clock.wrap(index, "_delete_keys", "milvus delete")
+    clock.wrap(index, "_versions", "milvus version queries")
     calls: dict[str, int] = {}  # Milvus calls by the connection's op name
     original_call = index.connection.call
 

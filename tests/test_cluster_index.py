@@ -95,7 +95,7 @@ def test_distinct_tokens_stay_distinct_inside_milvus(milvus: MilvusLiteServer) -
             client.create_collection(name, schema=schema.passages_schema(None),
                                      index_params=schema.index_params(client, "passages"))  # fmt: skip
             rows = [{"id": i, "patent_id": f"P{i}", "version": 1, "ordinal": 0, "field": "claim", "text": t,
-                     "tokens": encode([t]), "language": "en", "jurisdiction": "US", "code_prefix": [],
+                     "tokens": encode([t]), "language": "en", "jurisdiction": "US", "codes": "",
                      "priority": 0, "filing": 0, "publication": 0} for i, t in enumerate(tokens)]  # fmt: skip
             client.insert(name, rows)
         wrong = {}

@@ -23,6 +23,7 @@ from patentrank.index.cluster.connection import ClusterUnavailable
 from patentrank.index.cluster.index import ClusterIndex
 from patentrank.index.cluster.reads import ClusterVectors
 from patentrank.index.cluster.schema import split_record
+from patentrank.index.cluster.versions import CLAIM_PART, STALE_CLAIM_S, claim_row, record_rows, row_id
 from patentrank.index.docstore_rows import content_hash
 from patentrank.search import SearchPipeline, SearchRequest
 from patentrank.server.testing import MilvusLiteServer
@@ -51,21 +52,26 @@ def rows(
 
 
 def versions(raw: MilvusClient, prefix: str, patent_id: str) -> dict[str, Counter[int]]:
-    """Rows of one patent by version: commit marks (part 0), all record parts, passages."""
+    """Rows of one patent by version: commit marks (part 0), record parts, claims (part -1), passages."""
     parts = rows(raw, prefix, "patents", patent_id, ["version", "part"])
     return {
         "committed": Counter(r["version"] for r in parts if r["part"] == 0),
-        "parts": Counter(r["version"] for r in parts),
+        "parts": Counter(r["version"] for r in parts if r["part"] != CLAIM_PART),
+        "claims": Counter(r["version"] for r in parts if r["part"] == CLAIM_PART),
         "passages": Counter(r["version"] for r in rows(raw, prefix, "passages", patent_id, ["version"])),
     }
 
 
-def only_version(raw: MilvusClient, prefix: str, index: ClusterIndex, patent: Patent) -> int:
-    """Assert that `patent` is stored as exactly one committed version with exactly its rows."""
+def only_version(
+    raw: MilvusClient, prefix: str, index: ClusterIndex, patent: Patent, claims_left: tuple[int, ...] = ()
+) -> int:
+    """Assert that `patent` is stored as exactly one committed version with exactly its rows (and the
+    claims of `claims_left`: uncommitted versions of killed writers, kept until they are stale)."""
     found = versions(raw, prefix, patent.id)
     (version,) = found["committed"]
     parts = len(split_record(orjson.dumps(patent.to_dict()).decode()))
     assert found["parts"] == Counter({version: parts}), found
+    assert found["claims"] == Counter({version: 1, **dict.fromkeys(claims_left, 1)}), found
     assert found["passages"] == Counter({version: len(index.passages_for(patent))}), found
     assert index.docstore.get_patent(patent.id) == patent
     assert [p.text for p in index.docstore.passages_of(patent.id)] == [
@@ -109,7 +115,7 @@ def test_re_add_update_and_delete(milvus: MilvusLiteServer, raw: MilvusClient) -
     assert index.delete([patents[0].id, patents[1].id, "EP999B1"]) == [patents[0].id, patents[1].id]
     for patent in patents[:2]:
         assert versions(raw, "writes", patent.id) == {"committed": Counter(), "parts": Counter(),
-                                                      "passages": Counter()}  # fmt: skip
+                                                      "claims": Counter(), "passages": Counter()}  # fmt: skip
         assert index.docstore.get_patent(patent.id) is None and index.docstore.passages_of(patent.id) == []
     assert lexical_ids(index, "alphaword0 alphaword1") == []
     assert index.delete([patents[0].id]) == []
@@ -142,12 +148,17 @@ def test_long_records_and_a_patent_repeated_in_one_batch(milvus: MilvusLiteServe
 
 def write_rows(index: ClusterIndex, patent: Patent, version: int, *, commit: bool) -> None:
     """What `add` writes for one version, without its clean-up: a writer killed before (commit=False:
-    passages and later record parts, no part 0) or after the commit mark."""
+    claim, later record parts and passages, no part 0) or after the commit mark."""
     passages = index.passages_for(patent)
-    index._upsert("passages", index._passage_rows([patent], {patent.id: passages}, version, None))
-    parts = index._record_rows(patent, content_hash(patent, passages), version)
+    digest = content_hash(patent, passages)
+    rows = index._passage_rows([patent], {patent.id: passages}, None)
+    parts = record_rows(patent, digest, version, len(passages))
     assert len(parts) >= 2
-    index._upsert("patents", parts[1:] + (parts[:1] if commit else []))
+    index._upsert("patents", [claim_row(patent.id, version, len(parts), len(passages), digest), *parts[1:]])
+    for row in rows:
+        row["id"], row["version"] = row_id(patent.id, version, row["ordinal"]), version
+    index._upsert("passages", rows)
+    index._upsert("patents", parts[:1] if commit else [])
 
 
 def test_interrupted_writes_are_invisible_and_the_next_write_cleans_up(
@@ -167,7 +178,7 @@ def test_interrupted_writes_are_invisible_and_the_next_write_cleans_up(
     assert [p.text for p in index.docstore.passages_of(v1.id)] == [p.text for p in index.passages_for(v1)]
     assert lexical_ids(index, "secondword0") == [] and lexical_ids(index, "firstword0") == [v1.id]
     report = index.add([v2])  # the batch re-sent: completed, and the leftovers removed
-    assert report.updated == 1 and only_version(raw, "crash", index, v2) > orphan
+    assert report.updated == 1 and only_version(raw, "crash", index, v2, claims_left=(orphan,)) > orphan
 
     v3 = make(0, "third", filler)  # killed after its commit mark, before deleting the older version
     newer = index._next_version()
@@ -176,7 +187,15 @@ def test_interrupted_writes_are_invisible_and_the_next_write_cleans_up(
     assert index.docstore.get_patent(v1.id) == v3
     assert lexical_ids(index, "secondword0") == [] and lexical_ids(index, "thirdword0") == [v3.id]
     assert index.add([v3]).unchanged == 1
-    assert only_version(raw, "crash", index, v3) == newer and only_version(raw, "crash", index, other)
+    assert only_version(raw, "crash", index, v3, claims_left=(orphan,)) == newer
+    assert only_version(raw, "crash", index, other)
+
+    v4 = make(0, "fourth", filler)  # killed before its commit mark, over an hour ago: its claim goes too
+    stale = time.time_ns() - int(2 * STALE_CLAIM_S * 1e9)
+    write_rows(index, v4, stale, commit=False)
+    assert versions(raw, "crash", v1.id)["passages"].keys() == {newer, stale}
+    assert index.add([v4]).updated == 1
+    assert only_version(raw, "crash", index, v4, claims_left=(orphan,)) > newer
     index.close()
 
 

@@ -3,22 +3,38 @@ stateless server replicas can search and ingest at once.
 
 How a replica writes a batch, so that concurrent and interrupted writes stay consistent:
 
-1. patents whose content hash equals their current version's are left alone (idempotent re-sends);
-2. the others get one new version number (time-ordered) for this batch; their passages (text,
-   tokens, vector, filter fields) and their record's later parts are upserted first, then part 0 of
-   each record, which commits that version;
-3. rows of older versions of those patents are deleted;
-4. a patent whose newest committed version is now someone else's newer one loses this batch's rows.
+1. one query lists every row of the batch's patents in the patents collection (`versions.py`); patents
+   whose content hash equals their current version's are left alone (idempotent re-sends), and the
+   rows of their older versions are removed;
+2. the others' passages are made (chunking, analysis, embedding); then they get one new version
+   number (time-ordered) for this batch, and a *claim* row per patent (part -1: the version and its
+   passage count) is upserted with the record's later parts, then the passages (text, tokens, vector,
+   filter fields), then part 0 of each record, which commits that version;
+3. a second query lists these patents' rows again: a patent whose newest committed version is now
+   someone else's newer one loses this batch's rows; the others lose their older versions.
 
 Readers only ever see the newest committed version's passages (`reads.py`), so a reader never mixes
-versions, and a replica killed at any step leaves rows that no reader sees and the next write of
-that patent removes. A batch is acknowledged only after step 4; re-sending it completes it.
+versions, and a replica killed at any step leaves rows that no reader sees and the next write of that
+patent removes. A batch is acknowledged only after step 3; re-sending it completes it.
+
+Removals delete by primary key only (record parts, commit mark first; passages, whose ids follow from
+patent id, version and ordinal; the claim last), nothing when no older version exists: a batch of new
+patents costs two queries on the small patents collection and three upserts. Why the claims find all
+that the former delete-by-expression over the passages collection found:
+
+- a passage is upserted only after its version's claim is acknowledged, and a claim is deleted only
+  after its passages, so step 1 and 3's queries list every version that may have passages: the passages
+  of a writer killed before its part 0 are found and deleted by the next write of that patent;
+- of two writers of one patent, the one whose step 3 query comes second lists the other's claim (each
+  upserted its own before its query), so the older version loses, as before;
+- a removal keeps another writer's uncommitted claim until it is `STALE_CLAIM_S` (an hour) old, as that
+  writer may still be upserting passages the next write must find; it upserts none later than
+  `WRITE_WINDOW_S` (ten minutes) after choosing its version, and fails the batch, unacknowledged, instead.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import random
 import threading
 import time
@@ -32,15 +48,17 @@ from patentrank.analysis_pool import analyze_batch
 from patentrank.chunking import DEFAULT_MAX_TOKENS, Passage, approx_tokens, patent_passages
 from patentrank.corpus import Patent
 from patentrank.errors import PatentrankError
-from patentrank.index.cluster import schema
+from patentrank.index.cluster import schema, versions
 from patentrank.index.cluster.connection import ClusterError, ClusterUnavailable, MilvusConnection
 from patentrank.index.cluster.reads import (
+    QUERY_CHUNK,
     ClusterDocStore,
     ClusterLexical,
     ClusterReader,
     ClusterVectors,
     _quoted,
 )
+from patentrank.index.cluster.versions import Version, newest_committed, removal, row_id
 from patentrank.index.docstore_rows import content_hash
 from patentrank.index.report import IngestReport, loader_rejections
 
@@ -50,6 +68,7 @@ DEFAULT_DENSE_INDEX: dict[str, Any] = {
     "metric_type": "IP",
     "params": {"M": 32, "efConstruction": 200},
 }
+LITE_FLUSH_PATENTS = 2048  # Lite scans unflushed rows: see `_settle`
 ROWS_PER_CALL = 500  # rows per upsert: well inside gRPC's message limit with 4 KB vectors and long texts
 
 
@@ -117,6 +136,7 @@ class ClusterIndex:
             )
         with contextlib.suppress(Exception):  # e.g. 'milvus_lite-3.2.2'
             self.is_lite = "lite" in str(client.get_server_version(timeout=timeout)).lower()
+        self._reader.is_lite = self.is_lite
         dim = int(self.embedder.dim) if self.embedder is not None else None
         for kind in missing:
             self._create_collection(client, kind, dim)
@@ -205,10 +225,15 @@ class ClusterIndex:
         self.connection.client()  # fail now, in one line, when Milvus is down
         with self._write_lock:
             batch: list[Patent] = []
+            unflushed = 0  # patents written since the patents collection was last flushed
             for patent in patents:
                 batch.append(patent)
                 if len(batch) >= batch_size:
                     self._add_batch(batch, report, on_embedded)
+                    unflushed += len(batch)
+                    if self.is_lite and unflushed >= LITE_FLUSH_PATENTS:
+                        self._settle(("patents",))
+                        unflushed = 0
                     batch = self._after_batch(batch, report, progress, on_commit)
             if batch:
                 self._add_batch(batch, report, on_embedded)
@@ -218,15 +243,17 @@ class ClusterIndex:
         report.rejected += loader_rejections(patents)
         return report
 
-    def _settle(self) -> None:
+    def _settle(self, kinds: tuple[str, ...] = ("passages", "patents")) -> None:
         """On Milvus Lite, flush after writing: Lite searches rows it has not flushed by brute force (a
         search over 6,000 unflushed passages took 1.4-2.9 s, 19 ms after a flush). A Milvus server
         seals segments itself and indexes growing ones, and rate-limits flushes: nothing to do there.
-        Every row is durable before this; a failed flush only leaves searches slower."""
+        Every row is durable before this; a failed flush only leaves searches slower. During a long
+        ingest the patents collection alone is flushed every `LITE_FLUSH_PATENTS` patents, since every
+        batch queries it twice."""
         if not self.is_lite:
             return
         timeout = max(self.connection.timeout_s, 60.0)
-        for kind in ("passages", "patents"):
+        for kind in kinds:
             name = self.names[kind]
             with contextlib.suppress(Exception):
                 self.connection.call("flush", lambda c, n=name: c.flush(n, timeout=timeout))
@@ -254,39 +281,69 @@ class ClusterIndex:
         unique = {p.id: p for p in patents}  # the last version of a patent repeated in one batch wins
         passages = {pid: self.passages_for(p) for pid, p in unique.items()}
         digests = {pid: content_hash(p, passages[pid]) for pid, p in unique.items()}
-        current = self._reader.current_versions(unique)
-        changed = [pid for pid in unique if current.get(pid, {}).get("content_hash") != digests[pid]]
+        found = self._versions(list(unique))
+        current = {pid: v for pid in unique if (v := newest_committed(found.get(pid, {}))) is not None}
+        changed = [pid for pid in unique if pid not in current or current[pid].content_hash != digests[pid]]
         same = [pid for pid in unique if pid not in changed]
         report.unchanged += len(same)
         report.added += sum(pid not in current for pid in changed)
         report.updated += sum(pid in current for pid in changed)
-        if same:  # rows an interrupted earlier write left behind
-            older = " or ".join(
-                f"(patent_id == {_quoted([p])[1:-1]} and version < {current[p]['version']})" for p in same
-            )
-            self._delete_where(older)
+        # rows an interrupted earlier write of an unchanged patent left behind
+        self._remove([v for p in same for v in found[p].values() if v.version < current[p].version])
         if not changed:
             return
+        rows = self._passage_rows([unique[pid] for pid in changed], passages, on_embedded)
         version = self._next_version()
-        rows = self._passage_rows([unique[pid] for pid in changed], passages, version, on_embedded)
-        self._upsert("passages", rows)
-        parts = {pid: self._record_rows(unique[pid], digests[pid], version) for pid in changed}
-        self._upsert("patents", [row for rows_ in parts.values() for row in rows_[1:]])
-        self._upsert("patents", [rows_[0] for rows_ in parts.values()])  # commits this version
+        ours = self._write_version(version, [unique[pid] for pid in changed], passages, digests, rows)
         report.passages_written += len(rows)
-        self._delete_where(f"patent_id in {_quoted(changed)} and version < {version}")
-        newest = self._reader.current_versions(changed)
-        lost = [pid for pid in changed if newest.get(pid, {}).get("version", version) > version]
-        if lost:  # a newer version committed meanwhile: ours must not linger
-            self._delete_where(f"patent_id in {_quoted(lost)} and version == {version}")
+        after = self._versions(changed)
+        stale: list[Version] = []
+        for pid in changed:
+            mine = after.get(pid, {})
+            newest = newest_committed(mine)
+            if newest is not None and newest.version > version:  # a newer version committed meanwhile
+                stale.append(ours[pid])
+            else:
+                stale += [v for v in mine.values() if v.version < version]
+        self._remove(stale)
+
+    def _versions(self, patent_ids: list[str]) -> dict[str, dict[int, Version]]:
+        return versions.versions_of(self._reader, patent_ids)
+
+    def _write_version(
+        self,
+        version: int,
+        patents: list[Patent],
+        passages: dict[str, list[Passage]],
+        digests: dict[str, str],
+        rows: list[dict[str, Any]],
+    ) -> dict[str, Version]:
+        """Claims and later record parts, then passages, then the commit marks (part 0); returns the
+        versions written."""
+        chosen = time.monotonic()
+        for row in rows:
+            row["id"] = row_id(row["patent_id"], version, row["ordinal"])
+            row["version"] = version
+        parts = {p.id: versions.record_rows(p, digests[p.id], version, len(passages[p.id])) for p in patents}
+        claims = [
+            versions.claim_row(pid, version, len(rows_), len(passages[pid]), digests[pid])
+            for pid, rows_ in parts.items()
+        ]
+        self._upsert("patents", claims + [row for rows_ in parts.values() for row in rows_[1:]])
+        self._upsert("passages", rows, deadline=chosen + versions.WRITE_WINDOW_S)
+        self._upsert("patents", [rows_[0] for rows_ in parts.values()])  # commits this version
+        return {
+            pid: Version(pid, version, len(passages[pid]), {r["part"]: r["key"] for r in [*rows_, claim]})
+            for (pid, rows_), claim in zip(parts.items(), claims, strict=True)
+        }
 
     def _passage_rows(
         self,
         patents: list[Patent],
         passages: dict[str, list[Passage]],
-        version: int,
         on_embedded: EmbedObserver | None,
     ) -> list[dict[str, Any]]:
+        """Passage rows without their id and version (`_write_version` sets them)."""
         if self.vectors is None and self._has_dense():
             raise ClusterError(
                 f"the index at {self.connection.where} stores vectors of {self.embedder_name}: configure "
@@ -297,21 +354,11 @@ class ClusterIndex:
         vectors = self._embed(texts, on_embedded) if self.vectors is not None else None
         tokens = analyze_batch(texts)  # large batches on every core, as the embedded index
         fields = {p.id: p.fields() for p in patents}
-        rows = []
-        for i, (patent, passage) in enumerate(ordered):
-            f = fields[patent.id]
-            row = {
-                "id": _row_id(patent.id, version, passage.ordinal),
-                "patent_id": patent.id, "version": version, "ordinal": passage.ordinal,
-                "field": passage.field, "text": _fit(passage.text),
-                "tokens": _fit(schema.token_text(tokens[i])),
-                "language": f.language, "jurisdiction": f.jurisdiction,
-                "code_prefix": schema.code_terms(f.codes),
-                "priority": int(f.priority), "filing": int(f.filing), "publication": int(f.publication),
-            }  # fmt: skip
-            if vectors is not None:
-                row["vector"] = vectors[i].tolist()
-            rows.append(row)
+        rows = [
+            schema.passage_row(fields[p.id], passage, tokens[i]) for i, (p, passage) in enumerate(ordered)
+        ]
+        for row, vector in zip(rows, vectors if vectors is not None else [], strict=False):
+            row["vector"] = vector.tolist()
         return rows
 
     def _has_dense(self) -> bool:
@@ -326,35 +373,42 @@ class ClusterIndex:
             on_embedded(texts, time.perf_counter() - began)
         return vectors
 
-    @staticmethod
-    def _record_rows(patent: Patent, digest: str, version: int) -> list[dict[str, Any]]:
-        pieces = schema.split_record(orjson.dumps(patent.to_dict()).decode())
-        return [
-            {"key": f"{patent.id}|{version}|{part}", "patent_id": patent.id, "version": version, "part": part,
-             "parts": len(pieces), "content_hash": digest, "record": piece, "dummy": [0.0, 0.0]}
-            for part, piece in enumerate(pieces)
-        ]  # fmt: skip
-
-    def _upsert(self, kind: str, rows: list[dict[str, Any]]) -> None:
+    def _upsert(self, kind: str, rows: list[dict[str, Any]], deadline: float | None = None) -> None:
         name, timeout = self.names[kind], self.connection.timeout_s
         for start in range(0, len(rows), ROWS_PER_CALL):
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClusterError(
+                    f"writing one batch took over {versions.WRITE_WINDOW_S:.0f} s: it was not committed; "
+                    "send it again"
+                )
             chunk = rows[start : start + ROWS_PER_CALL]
             self.connection.call("upsert", lambda c, ch=chunk: c.upsert(name, ch, timeout=timeout))
 
-    def _delete_where(self, expr: str) -> None:
-        timeout = self.connection.timeout_s
-        for kind in ("patents", "passages"):  # the commit mark first: readers stop seeing it at once
-            name = self.names[kind]
-            self.connection.call("delete", lambda c, n=name: c.delete(n, filter=expr, timeout=timeout))
+    def _remove(self, stale: list[Version]) -> None:
+        """Delete these versions' rows by primary key, in `versions.Removal`'s order."""
+        if not stale:
+            return
+        plan = removal(stale)
+        self._delete_keys("patents", plan.parts)
+        self._delete_keys("passages", plan.passages)
+        self._delete_keys("patents", plan.claims)
+
+    def _delete_keys(self, kind: str, keys: Sequence[str] | Sequence[int]) -> None:
+        name, timeout = self.names[kind], self.connection.timeout_s
+        field = "key" if kind == "patents" else "id"
+        for start in range(0, len(keys), QUERY_CHUNK):
+            chunk = list(keys[start : start + QUERY_CHUNK])
+            expr = f"{field} in {_quoted(chunk) if field == 'key' else chunk}"
+            self.connection.call("delete", lambda c, e=expr: c.delete(name, filter=e, timeout=timeout))
 
     def delete(self, patent_ids: Sequence[str]) -> list[str]:
         """Remove patents (every version and passage); returns the ids that were present."""
         ids = list(dict.fromkeys(str(p) for p in patent_ids))
         with self._write_lock:
-            present = list(self._reader.current_versions(ids))
-            if ids:
-                self._delete_where(f"patent_id in {_quoted(ids)}")
-        return [pid for pid in ids if pid in present]
+            found = self._versions(ids)
+            present = [pid for pid in ids if newest_committed(found.get(pid, {})) is not None]
+            self._remove([v for pid in ids for v in found.get(pid, {}).values()])
+        return present
 
     def sync(self, progress: Callable[[int], None] | None = None) -> int:
         """Nothing is journaled locally: Milvus holds every acknowledged write."""
@@ -379,16 +433,3 @@ class ClusterIndex:
     def close(self) -> None:
         self.lexical.close()
         self.connection.close()
-
-
-def _row_id(patent_id: str, version: int, ordinal: int) -> int:
-    digest = hashlib.blake2b(f"{patent_id}|{version}|{ordinal}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def _fit(text: str) -> str:
-    """Within one VARCHAR value (a passage is a few thousand bytes; this guards the limit)."""
-    data = text.encode()
-    if len(data) <= schema.MAX_VARCHAR:
-        return text
-    return data[: schema.MAX_VARCHAR].decode(errors="ignore")
