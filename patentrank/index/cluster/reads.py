@@ -20,6 +20,7 @@ import orjson
 from patentrank.chunking import Passage
 from patentrank.corpus import Patent
 from patentrank.families import Identity, identity
+from patentrank.index import milvus_lite_quirks as lite
 from patentrank.index.cluster.connection import ClusterError, MilvusConnection
 from patentrank.index.cluster.schema import K1, MAX_TOKEN_BYTES, filter_expression, token_text
 from patentrank.index.cluster.term_stats import TermStatistics
@@ -41,6 +42,7 @@ class ClusterReader:
         self.connection = connection
         self.names = names
         self.consistency = consistency
+        self.is_lite = False  # Milvus Lite (`ClusterIndex` sets it on connecting): see `ClusterVectors`
 
     def query(self, kind: str, expr: str, fields: list[str], op: str = "query") -> list[dict[str, Any]]:
         timeout = self.connection.timeout_s
@@ -254,9 +256,13 @@ class ClusterVectors:
     ) -> list[list[tuple[int, float]]]:
         matrix = check_queries(queries, k, self.dim)
         params = {**self.search_params, "params": dict(self.search_params.get("params", {}))}
-        if "ef" in params["params"]:
-            params["params"]["ef"] = max(int(params["params"]["ef"]), int(k))
         expr = filter_expression(flt)
+        hnsw = "ef" in params["params"]
+        if hnsw:
+            params["params"]["ef"] = max(int(params["params"]["ef"]), int(k))
+        patch = bool(expr) and hnsw and self.reader.is_lite
+        if patch:  # as `MilvusStore` on Lite: it walks HNSW with the filter and comes back short
+            params["params"]["ef"] = min(params["params"]["ef"] * lite.LITE_FILTER_EF_FACTOR, 16384)
         timeout = self.reader.connection.timeout_s
         hits = self.reader.connection.call(
             "vector search",
@@ -266,7 +272,29 @@ class ClusterVectors:
                 consistency_level=self.reader.consistency, timeout=timeout,
             ),
         )  # fmt: skip
-        return [[(int(h["id"]), float(h["distance"])) for h in row] for row in hits]
+        results = [[(int(h["id"]), float(h["distance"])) for h in row] for row in hits]
+        short = [i for i, row in enumerate(results) if len(row) < k] if patch else []
+        if short and (exact := self._lite_exact(matrix[short], int(k), expr)) is not None:
+            for i, row in zip(short, exact, strict=True):
+                results[i] = row
+        return results
+
+    def _lite_exact(self, queries: np.ndarray, k: int, expr: str) -> list[list[tuple[int, float]]] | None:
+        """Exact answers over every row matching `expr` when at most `LITE_EXACT_LIMIT` do, else None
+        (one query: counting the matches first costs seconds on Lite for broad filters)."""
+        limit = lite.LITE_EXACT_LIMIT
+        rows = self.reader.connection.call(
+            "vector query",
+            lambda c: c.query(
+                self.reader.names["passages"], filter=expr, output_fields=["id", "vector"], limit=limit + 1,
+                consistency_level=self.reader.consistency, timeout=self.reader.connection.timeout_s,
+            ),
+        )  # fmt: skip
+        if len(rows) > limit:
+            return None
+        ids = np.array([r["id"] for r in rows], dtype=np.int64)
+        vectors = np.array([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.dim)
+        return lite.exact_top_k(queries, ids, vectors, k)
 
     def upsert(self, ids: Sequence[int], vectors: np.ndarray, fields: Sequence[PassageFields]) -> None:
         raise ClusterError("a cluster index writes vectors with their passages: use ClusterIndex.add")
