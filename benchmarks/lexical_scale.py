@@ -6,7 +6,7 @@ only the tantivy `LexicalIndex` from synthetic pre-analysed passages (tokens dra
 over 300k terms, 20-120 tokens, so the commonest terms are in almost every passage: harsher than the
 search benchmark's corpus, whose lexical p50 at 1M was 8.5 ms against 9.7 ms here), then times
 `search_tokens` with k = 200 (the pipeline's retrieve_k) without a filter and with filters of about
-20-30%, 10% and below 1% (as the product runs it, its best 64 hits rescored with exact lengths, and
+20-30%, 10% and below 1% (as the product runs it, its best 32 hits rescored with exact lengths, and
 with tantivy's one-byte lengths alone), and one commit of 10,000 passages.
 
     .venv/bin/python -m benchmarks.lexical_scale --size 10000000   # about 20 min, 1.2 GB of disk

@@ -28,7 +28,7 @@ from patentrank.index.lexical_query import (
 from patentrank.text import ANALYZER_VERSION, analyze
 
 FORMAT_VERSION = 3  # 1: the numpy BM25 of `lexical/`; 2: tantivy without exact lengths (still read)
-EXACT_TOP = 64  # hits per search whose BM25 uses exact lengths (lexical_exact.py)
+EXACT_TOP = 32  # hits per search whose BM25 uses exact lengths (lexical_exact.py, docs/lexical.md)
 MARKER_FILE = "patentrank-lexical.json"  # what wrote this folder: format and analyzer versions
 # tantivy scores BM25 as idf * (k1 + 1) * tf / (tf + norm); Lucene 8+ and bm25s drop the constant
 # (k1 + 1). Dividing it out gives the scores this module documents, with the same ranking.
