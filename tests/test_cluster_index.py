@@ -280,29 +280,48 @@ def exact_bm25(passages: dict[Any, list[str]], tokens: list[str]) -> dict[Any, f
 
 
 def test_lexical_matches_exact_bm25_and_the_embedded_index(sample: Any) -> None:
-    """Milvus's scores are textbook BM25; tantivy's differ only by its one-byte document lengths, so the
-    two rankings may swap passages whose embedded scores are that close, and nothing else."""
+    """Milvus's scores are textbook BM25, and so are the embedded index's best `exact_top` hits (tantivy's
+    one-byte lengths replaced by exact ones, lexical_exact.py): there the two agree to float precision.
+    Below them the embedded scores keep one-byte lengths, within a few percent."""
     passages = {(p.patent_id, p.ordinal): analyze(p.text) for pat in sample.patents
                 for p in sample.cluster.passages_for(pat)}  # fmt: skip
-    identical, gaps, worst_exact, texts = 0, [0.0], 0.0, queries(sample.patents)
+    exact_top = sample.embedded.lexical.exact_top
+    identical, gaps, top_gaps, worst_exact, texts = 0, [0.0], [0.0], 0.0, queries(sample.patents)
     for text in texts:
         tokens = analyze(text)
-        a = dict(keyed(sample.embedded, sample.embedded.lexical.search_tokens(tokens, 80)))
+        lexical = sample.embedded.lexical
+        ranked = keyed(sample.embedded, lexical.search_tokens(tokens, 80))
+        lexical.exact_top = 0  # tantivy's own scores: the best one not rescored bounds what is certified
+        try:
+            rounded = [score for _, score in lexical.search_tokens(tokens, 80)]
+        finally:
+            lexical.exact_top = exact_top
+        ceiling = rounded[exact_top] if len(rounded) > exact_top else 0.0
+        a, rescored = dict(ranked), {key for key, score in ranked if score > ceiling}
         b = keyed(sample.cluster, sample.cluster.lexical.search_tokens(tokens, 40))
         exact = exact_bm25(passages, tokens)
         worst_exact = max([worst_exact, *(abs(s - exact[key]) / exact[key] for key, s in b)])
         gaps += [abs(s - a[key]) / a[key] for key, s in b]
+        top_gaps += [abs(s - a[key]) / a[key] for key, s in b if key in rescored]
         for rank, (key, _) in enumerate(b):  # swaps, and a different 40th, only between near-equal scores
             assert a[key] == pytest.approx(list(a.values())[rank], rel=0.05), (text, rank, key)
-        top = [list(dict.fromkeys(patent for patent, _ in keys))[:10] for keys in (a, [k for k, _ in b])]
+        # Passages with equal scores (family members' same text) go to the smaller patent id, as the
+        # pipeline breaks such ties; passage ids differ between the backends.
+        top = [top_patents(pairs) for pairs in (list(a.items()), b)]
         identical += top[0] == top[1]
         bound = sample.embedded.lexical.best_possible_score(tokens)
         assert sample.cluster.lexical.best_possible_score(tokens) == pytest.approx(bound, rel=1e-9), text
     message = (f"{identical}/{len(texts)} identical top-10 patent lists; max relative gap to the embedded "
-               f"scores {max(gaps):.4f}, to exact BM25 {worst_exact:.2e}")  # fmt: skip
+               f"scores {max(gaps):.4f} ({max(top_gaps):.2e} in its best {exact_top}), to exact BM25 "
+               f"{worst_exact:.2e}")  # fmt: skip
     print(message)
-    assert len(texts) >= 60 and identical >= len(texts) // 2, message
-    assert worst_exact < 1e-5 and max(gaps) < 0.05, message
+    assert len(texts) >= 60 and identical >= 0.95 * len(texts), message
+    assert worst_exact < 1e-5 and max(top_gaps) < 1e-5 and max(gaps) < 0.05, message
+
+
+def top_patents(pairs: list[tuple[tuple[str, int], float]], n: int = 10) -> list[str]:
+    ordered = sorted(pairs, key=lambda pair: (-round(pair[1], 5), pair[0][0]))
+    return list(dict.fromkeys(patent for (patent, _), _ in ordered))[:n]
 
 
 def fake_rerank(query: str, documents: list[str], instruction: str | None = None, **_: Any) -> list[float]:
