@@ -102,23 +102,32 @@ def test_a_wrong_length_normalisation_is_caught(indexes: Any, monkeypatch: Any) 
     assert sum(dfs[t] != searcher.doc_freq("tokens", t) for t in tokens) > 10
 
 
-def test_identical_hits_fall_back_to_counting(tmp_path: Path, monkeypatch: Any) -> None:
-    """When every hit has the same length and term frequency, scores cannot separate idf from the
-    average length: the statistics count those terms with TEXT_MATCH instead, and are still right."""
+def test_identical_hits_use_the_last_average_length_or_are_counted(tmp_path: Path, monkeypatch: Any) -> None:
+    """When every hit read for a term has the same length and term frequency, scores cannot separate idf
+    from the average length: the last solved average length stands in, and without one the terms are
+    counted with TEXT_MATCH. Either way the frequencies are exact."""
     if MilvusLiteServer.binary() is None:
         pytest.skip("the milvus-lite command is not installed")
     same = "alpha beta gamma delta"
     patents = [Patent(id=f"US{i}A", title="", abstract=same, language="en") for i in range(6)]
+    patents += [Patent(id=f"US{i}Z", title="", abstract="zeta " + "filler " * i * 3, language="en")
+                for i in range(1, 5)]  # fmt: skip
     patents.append(Patent(id="US99A", title="", abstract="omega", language="en"))
     with MilvusLiteServer(tmp_path / "milvus") as milvus:
         cluster = ClusterIndex(milvus.uri, prefix="same")
         cluster.add(patents)
-        statistics = TermStatistics(cluster.lexical.reader, probe_hits=3)
-        counted = no_counting(statistics, monkeypatch)
-        total, dfs = statistics.frequencies(["alpha", "beta", "omega", "missing"])
+        fresh = TermStatistics(cluster.lexical.reader, probe_hits=3)
+        counted = no_counting(fresh, monkeypatch)
+        total, dfs = fresh.frequencies(["alpha", "beta", "omega", "missing"])
+        assert total == 11 and dfs == {"alpha": 6, "beta": 6, "omega": 1, "missing": 0}
+        assert len(counted) == 2  # alpha and beta: six identical passages each, no average length yet
+        counted.clear()
+        warm = TermStatistics(cluster.lexical.reader, probe_hits=3)
+        counted = no_counting(warm, monkeypatch)
+        assert warm.frequencies(["zeta", "filler"])[1] == {"zeta": 4, "filler": 4}  # solves avgdl
+        assert warm.frequencies(["alpha", "gamma"])[1] == {"alpha": 6, "gamma": 6}
+        assert counted == []
         cluster.close()
-    assert total == 7 and dfs == {"alpha": 6, "beta": 6, "omega": 1, "missing": 0}
-    assert len(counted) == 2  # alpha and beta: six identical passages each
 
 
 def test_df_of_idf_inverts_lucene_idf() -> None:

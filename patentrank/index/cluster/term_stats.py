@@ -8,7 +8,8 @@ for `probe_hits` hits:
 
 - a term with fewer hits than that has exactly that many passages (BM25 returns only passages that
   contain the term): its document frequency is the count of hits;
-- a common term's idf is read back from the scores of its top hits. With the hit's term frequency
+- a common term's idf is read back from the scores of three of its hits (the first, middle and last of
+  the probe: their scores differ, so they are different passages). With a hit's term frequency
   tf and length dl (from its stored tokens), BM25 of a one-term query divided by (k1 + 1) is
   s = idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)), so
 
@@ -16,10 +17,12 @@ for `probe_hits` hits:
 
   is linear in the term's idf and in 1 / avgdl, which every term shares: a few hits of each common
   term give a least-squares system, solved in one step. The df whose Lucene idf that is follows.
+  When no hit pins 1 / avgdl (every chosen hit the same), the last solved value (cached as long as
+  the frequencies) stands in; only with none yet are those terms counted with `TEXT_MATCH`.
 
-Two calls per query (the search, and one read of the top hits' tokens when there are common terms),
+Two calls per query (the search, and one read of the chosen hits' tokens when there are common terms),
 cached per term for `ttl_s`. Milvus Lite keeps BM25 statistics per segment, so there a common term's
-idf is its top hit's segment's; a Milvus server keeps them for the whole collection.
+idf is a fit over its hits' segments; a Milvus server keeps them for the whole collection.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ import numpy as np
 from patentrank.index.cluster.schema import K1, B, encode_token
 
 PROBE_HITS = 100  # terms in fewer passages than this are counted exactly
-SOLVE_HITS = 3  # hits of each common term whose tokens are read for the fit
 STATS_TTL_S = 300.0  # only fusion and the max-df floor read these: minutes-old is recent enough
+INVERSE_AVGDL = "\x00 1/avgdl"  # cache key of the last solved 1 / avgdl (no token has a NUL)
+AVGDL_SCALE = 1e12  # the cache keeps ints: 1 / avgdl scaled
 
 
 class TermStatistics:
@@ -91,7 +95,7 @@ class TermStatistics:
     def _probe(self, words: list[str], total: int) -> dict[str, int]:
         hits = self._search(words)
         dfs = {w: len(h) for w, h in zip(words, hits, strict=True) if len(h) < self.probe_hits}
-        common = {w: h[:SOLVE_HITS] for w, h in zip(words, hits, strict=True) if w not in dfs}
+        common = {w: h for w, h in zip(words, hits, strict=True) if w not in dfs}
         if common:
             dfs.update(self._from_scores(common, total))
         return dfs
@@ -111,36 +115,49 @@ class TermStatistics:
                 for row in rows]  # fmt: skip
 
     def _from_scores(self, common: dict[str, list[tuple[int, float]]], total: int) -> dict[str, int]:
-        ids = sorted({pid for hits in common.values() for pid, _ in hits})
+        # Hits spread over each term's probe (first, middle, last) differ in score, so they differ in
+        # tf / score or length and pin idf and avgdl apart; repeated texts make the top hits identical.
+        chosen = {
+            w: [hits[i] for i in sorted({0, len(hits) // 2, len(hits) - 1})] for w, hits in common.items()
+        }
+        ids = sorted({pid for hits in chosen.values() for pid, _ in hits})
         read = self.reader.query("passages", f"id in {ids}", ["id", "tokens"])
         tokens = {r["id"]: r["tokens"].split() for r in read}
-        words = list(common)
-        rows, rhs = [], []
+        words = list(chosen)
+        rows, rhs, owner = [], [], []
         for column, word in enumerate(words):
-            for pid, score in common[word]:
-                if pid not in tokens or score <= 0:
-                    continue
-                tf, dl = tokens[pid].count(word), len(tokens[pid])
-                if tf == 0:
+            for pid, score in chosen[word]:
+                tf = tokens[pid].count(word) if pid in tokens else 0
+                if tf == 0 or score <= 0:
                     continue
                 row = [0.0] * (len(words) + 1)
-                row[column], row[-1] = tf / score, -K1 * B * dl
+                row[column], row[-1] = tf / score, -K1 * B * len(tokens[pid])
                 rows.append(row)
                 rhs.append(tf + K1 * (1.0 - B))
-        solution = _solve(np.array(rows, dtype=np.float64), np.array(rhs, dtype=np.float64), len(words))
-        if solution is None:  # too few distinct hits to separate idf from avgdl: count them instead
+                owner.append(column)
+        matrix, target = np.array(rows, dtype=np.float64), np.array(rhs, dtype=np.float64)
+        solution = _solve(matrix, target, len(words))
+        if solution is not None:
+            self._store({INVERSE_AVGDL: solution[-1] * AVGDL_SCALE})
+            idfs = solution[: len(words)].tolist()
+        elif (cached := self._fresh([INVERSE_AVGDL])) and len(set(owner)) == len(words):
+            # Every hit identical: the average length of an earlier probe pins each idf from its rows.
+            inverse = cached[INVERSE_AVGDL] / AVGDL_SCALE
+            per_row = (target - matrix[:, -1] * inverse) / matrix[np.arange(len(owner)), owner]
+            idfs = [float(np.mean(per_row[np.array(owner) == c])) for c in range(len(words))]
+        else:  # nothing pins avgdl yet: count these terms instead (exact, slow on Milvus Lite)
             return {w: self.reader.count("passages", f'TEXT_MATCH(tokens, "{w}")') for w in words}
-        return {w: df_of_idf(float(idf), total) for w, idf in zip(words, solution, strict=True)}
+        return {w: df_of_idf(float(idf), total) for w, idf in zip(words, idfs, strict=True)}
 
 
 def _solve(rows: np.ndarray, rhs: np.ndarray, terms: int) -> np.ndarray | None:
-    """Each common term's idf, or None when the system does not pin them down."""
+    """Each common term's idf and then 1 / avgdl, or None when the system does not pin them down."""
     if len(rows) < terms + 1 or np.linalg.matrix_rank(rows) < terms + 1:
         return None
     solution, *_ = np.linalg.lstsq(rows, rhs, rcond=None)
     if not (np.all(np.isfinite(solution)) and solution[-1] > 0):  # 1 / avgdl must be positive
         return None
-    return solution[:terms]
+    return solution
 
 
 def df_of_idf(idf: float, total: int) -> int:
