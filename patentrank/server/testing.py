@@ -172,12 +172,14 @@ class MilvusLiteServer:
         finally:
             client.close()
 
-    def stop(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL after 10 s); its folder stays for a restart."""
+    def stop(self, grace_s: float = 60.0) -> None:
+        """Stop it (SIGTERM, then SIGKILL after `grace_s`); its folder stays for a restart. Lite writes
+        its segments out on SIGTERM, which takes seconds on a loaded machine, and a SIGKILL in the middle
+        leaves files it cannot read back ("Not an Arrow file" on the next start)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(grace_s)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
