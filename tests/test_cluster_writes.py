@@ -146,6 +146,32 @@ def test_long_records_and_a_patent_repeated_in_one_batch(milvus: MilvusLiteServe
     index.close()
 
 
+def test_a_bulk_ingest_checks_each_batch_with_the_next_ones_query_before_acknowledging_it(
+    milvus: MilvusLiteServer, raw: MilvusClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = ClusterIndex(milvus.uri, prefix="bulk")
+    index.add([make(i, "old") for i in range(7)])
+    queries: list[list[str]] = []
+    versions_of = index._versions
+    monkeypatch.setattr(index, "_versions", lambda ids: queries.append(list(ids)) or versions_of(ids))
+
+    new = [make(i, "new") for i in range(7)]
+    again = make(5, "newer")  # patent 5 in the next batch too, checked by the query that lists it again
+    stream = [*new[:6], again, new[6], new[2]]  # batches of 3; new[2] comes back unchanged
+
+    def acknowledged(committed: int) -> None:  # the batch's step 3 ran: its patents' old versions are gone
+        for patent in stream[:committed]:
+            assert len(versions(raw, "bulk", patent.id)["committed"]) == 1, (committed, patent.id)
+
+    report = index.add(stream, batch_size=3, on_commit=acknowledged)
+    assert len(queries) == 4  # one per batch, and one for the last: was two per batch
+    assert set(queries[1]) == {p.id for p in new[:6]}
+    assert (report.updated, report.unchanged, report.committed) == (8, 1, 9)
+    for patent in [*new[:5], again, new[6]]:
+        only_version(raw, "bulk", index, patent)
+    index.close()
+
+
 def write_rows(index: ClusterIndex, patent: Patent, version: int, *, commit: bool) -> None:
     """What `add` writes for one version, without its clean-up: a writer killed before (commit=False:
     claim, later record parts and passages, no part 0) or after the commit mark."""

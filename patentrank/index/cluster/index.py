@@ -1,35 +1,8 @@
 """`ClusterIndex`: the whole index (patents, passages, BM25, vectors) in Milvus, so that any number of
 stateless server replicas can search and ingest at once.
 
-How a replica writes a batch, so that concurrent and interrupted writes stay consistent:
-
-1. one query lists every row of the batch's patents in the patents collection (`versions.py`); patents
-   whose content hash equals their current version's are left alone (idempotent re-sends), and the
-   rows of their older versions are removed;
-2. the others' passages are made (chunking, analysis, embedding); then they get one new version
-   number (time-ordered) for this batch, and a *claim* row per patent (part -1: the version and its
-   passage count) is upserted with the record's later parts, then the passages (text, tokens, vector,
-   filter fields), then part 0 of each record, which commits that version;
-3. a second query lists these patents' rows again: a patent whose newest committed version is now
-   someone else's newer one loses this batch's rows; the others lose their older versions.
-
-Readers only ever see the newest committed version's passages (`reads.py`), so a reader never mixes
-versions, and a replica killed at any step leaves rows that no reader sees and the next write of that
-patent removes. A batch is acknowledged only after step 3; re-sending it completes it.
-
-Removals delete by primary key only (record parts, commit mark first; passages, whose ids follow from
-patent id, version and ordinal; the claim last), nothing when no older version exists: a batch of new
-patents costs two queries on the small patents collection and three upserts. Why the claims find all
-that the former delete-by-expression over the passages collection found:
-
-- a passage is upserted only after its version's claim is acknowledged, and a claim is deleted only
-  after its passages, so step 1 and 3's queries list every version that may have passages: the passages
-  of a writer killed before its part 0 are found and deleted by the next write of that patent;
-- of two writers of one patent, the one whose step 3 query comes second lists the other's claim (each
-  upserted its own before its query), so the older version loses, as before;
-- a removal keeps another writer's uncommitted claim until it is `STALE_CLAIM_S` (an hour) old, as that
-  writer may still be upserting passages the next write must find; it upserts none later than
-  `WRITE_WINDOW_S` (ten minutes) after choosing its version, and fails the batch, unacknowledged, instead.
+How a replica writes a batch, so that concurrent and interrupted writes stay consistent, and why
+it does: `versions.py`.
 """
 
 from __future__ import annotations
@@ -38,7 +11,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,7 +31,7 @@ from patentrank.index.cluster.reads import (
     ClusterVectors,
     _quoted,
 )
-from patentrank.index.cluster.versions import Version, newest_committed, removal, row_id
+from patentrank.index.cluster.versions import Version, Written, newest_committed, removal, row_id
 from patentrank.index.docstore_rows import content_hash
 from patentrank.index.report import IngestReport, loader_rejections
 
@@ -224,20 +197,17 @@ class ClusterIndex:
         report = IngestReport()
         self.connection.client()  # fail now, in one line, when Milvus is down
         with self._write_lock:
-            batch: list[Patent] = []
+            written: Written | None = None  # the last batch written, not yet checked nor acknowledged
             unflushed = 0  # patents written since the patents collection was last flushed
-            for patent in patents:
-                batch.append(patent)
-                if len(batch) >= batch_size:
-                    self._add_batch(batch, report, on_embedded)
-                    unflushed += len(batch)
-                    if self.is_lite and unflushed >= LITE_FLUSH_PATENTS:
-                        self._settle(("patents",))
-                        unflushed = 0
-                    batch = self._after_batch(batch, report, progress, on_commit)
-            if batch:
-                self._add_batch(batch, report, on_embedded)
-                self._after_batch(batch, report, progress, on_commit)
+            for batch in _batches(patents, batch_size):
+                written = self._add_batch(batch, written, report, on_embedded, progress, on_commit)
+                unflushed += len(batch)
+                if self.is_lite and unflushed >= LITE_FLUSH_PATENTS:
+                    self._settle(("patents",))
+                    unflushed = 0
+            if written is not None:
+                self._check(written, self._versions(written.changed))
+                self._acknowledge(written, report, progress, on_commit)
             if report.passages_written:
                 self._settle()
         report.rejected += loader_rejections(patents)
@@ -259,15 +229,12 @@ class ClusterIndex:
                 self.connection.call("flush", lambda c, n=name: c.flush(n, timeout=timeout))
 
     @staticmethod
-    def _after_batch(
-        batch: list[Patent], report: IngestReport, progress: Any, on_commit: Any
-    ) -> list[Patent]:
-        report.committed += len({p.id for p in batch})
+    def _acknowledge(written: Written, report: IngestReport, progress: Any, on_commit: Any) -> None:
+        report.committed += len({p.id for p in written.batch})
         if progress:
-            progress(len(batch))
+            progress(len(written.batch))
         if on_commit:
             on_commit(report.committed)
-        return []
 
     def _next_version(self) -> int:
         """Time-ordered and unique across replicas (microseconds, then 3 random digits)."""
@@ -276,12 +243,26 @@ class ClusterIndex:
         return self._last_version
 
     def _add_batch(
-        self, patents: list[Patent], report: IngestReport, on_embedded: EmbedObserver | None
-    ) -> None:
+        self,
+        patents: list[Patent],
+        previous: Written | None,
+        report: IngestReport,
+        on_embedded: EmbedObserver | None,
+        progress: Any,
+        on_commit: Any,
+    ) -> Written:
+        """Write one batch (steps 1 and 2); its step 3 shares the next batch's step 1 query, so that a
+        bulk ingest costs one version query per batch. `previous` is checked and acknowledged here,
+        after that query and before this batch writes anything."""
         unique = {p.id: p for p in patents}  # the last version of a patent repeated in one batch wins
         passages = {pid: self.passages_for(p) for pid, p in unique.items()}
         digests = {pid: content_hash(p, passages[pid]) for pid, p in unique.items()}
-        found = self._versions(list(unique))
+        asked = list(dict.fromkeys([*unique, *(previous.changed if previous else [])]))
+        found = self._versions(asked)
+        if previous is not None:
+            self._check(previous, found)
+            self._acknowledge(previous, report, progress, on_commit)
+            # the check may have removed versions listed in `found`: removing them again is harmless
         current = {pid: v for pid in unique if (v := newest_committed(found.get(pid, {}))) is not None}
         changed = [pid for pid in unique if pid not in current or current[pid].content_hash != digests[pid]]
         same = [pid for pid in unique if pid not in changed]
@@ -291,21 +272,16 @@ class ClusterIndex:
         # rows an interrupted earlier write of an unchanged patent left behind
         self._remove([v for p in same for v in found[p].values() if v.version < current[p].version])
         if not changed:
-            return
+            return Written(patents, 0, {}, [])
         rows = self._passage_rows([unique[pid] for pid in changed], passages, on_embedded)
         version = self._next_version()
         ours = self._write_version(version, [unique[pid] for pid in changed], passages, digests, rows)
         report.passages_written += len(rows)
-        after = self._versions(changed)
-        stale: list[Version] = []
-        for pid in changed:
-            mine = after.get(pid, {})
-            newest = newest_committed(mine)
-            if newest is not None and newest.version > version:  # a newer version committed meanwhile
-                stale.append(ours[pid])
-            else:
-                stale += [v for v in mine.values() if v.version < version]
-        self._remove(stale)
+        return Written(patents, version, ours, changed)
+
+    def _check(self, written: Written, found: dict[str, dict[int, Version]]) -> None:
+        """Step 3 for a written batch, from a query made after its commit marks."""
+        self._remove(versions.stale_after_write(written, found))
 
     def _versions(self, patent_ids: list[str]) -> dict[str, dict[int, Version]]:
         return versions.versions_of(self._reader, patent_ids)
@@ -433,3 +409,14 @@ class ClusterIndex:
     def close(self) -> None:
         self.lexical.close()
         self.connection.close()
+
+
+def _batches(patents: Iterable[Patent], size: int) -> Iterator[list[Patent]]:
+    batch: list[Patent] = []
+    for patent in patents:
+        batch.append(patent)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
