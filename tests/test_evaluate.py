@@ -209,3 +209,35 @@ def test_eval_collapses_twins_only_when_asked(tmp_path: Path) -> None:
 
     assert recall() == 1.0  # both twins are results, as the judgments count them
     assert recall("--collapse") == 0.5  # the twin is listed on the kept result, not ranked
+
+
+def test_eval_says_when_its_cached_index_predates_exact_lengths(tmp_path: Path) -> None:
+    """An eval cache built before exact BM25 lengths (a format 2 lexical folder) is used as it is, and
+    eval says, on stderr even with --json, that `patentrank reindex` makes it exact."""
+    import tantivy
+    from typer.testing import CliRunner
+
+    from patentrank.cli import app
+    from patentrank.index import lexical as lexical_module
+    from patentrank.index.lexical_query import SCHEMA_FORMAT_2
+
+    collection = tmp_path / "tiny"
+    collection.mkdir()
+    corpus = [{"id": "CN1A", "title": "Waste heat boiler", "abstract": "A boiler recovers flue gas heat."}]
+    (collection / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus), encoding="utf-8")
+    (collection / "queries.dev.jsonl").write_text('{"id": "q1", "text": "waste heat boiler"}\n')
+    (collection / "qrels.dev.tsv").write_text("q1\tCN1A\t2\n", encoding="utf-8")
+    args = ["eval", "--collection", str(collection), "--stages", "lexical", "--json", "--plot",
+            str(tmp_path / "c.png")]  # fmt: skip
+
+    fresh = CliRunner().invoke(app, [*args, "--index", str(tmp_path / "new")])
+    assert fresh.exit_code == 0 and "format 2" not in fresh.stderr
+    old = tmp_path / "old"
+    (old / "bm25").mkdir(parents=True)
+    tantivy.Index(SCHEMA_FORMAT_2, path=str(old / "bm25"))
+    marker = {"format": 2, "analyzer": lexical_module.ANALYZER_VERSION}
+    (old / "bm25" / lexical_module.MARKER_FILE).write_text(json.dumps(marker))
+    result = CliRunner().invoke(app, [*args, "--index", str(old)])
+    assert result.exit_code == 0, result.output
+    assert "format 2" in result.stderr and f"patentrank reindex --index {old}" in result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["lexical"]["all"]["nDCG@10"] == 1.0

@@ -69,6 +69,11 @@ def evaluate(
         coll = load_collection(collection, split=split, show_progress=not as_json)
         folder = index_location(index_dir) if index_dir else Path(".patentrank/eval") / coll.name
         runtime = open_runtime(settings, folder, roles=roles, report=lambda line: typer.echo(line, err=True))
+        if getattr(getattr(runtime.index, "lexical", None), "exact_lengths", True) is False:
+            estimate(  # on stderr, with --json too: the cache predates exact lengths and scores a bit off
+                f"{folder}: its lexical index is format 2 (passage lengths rounded to one byte, as before "
+                f"exact BM25); `patentrank reindex --index {folder}` makes the best hits' scores exact"
+            )
         rejected: list[Rejection] = []
         patents = collection_patents(coll, rejected)
         embedder = runtime.embedder if runtime.index.vectors is not None else None
