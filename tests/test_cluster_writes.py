@@ -22,8 +22,8 @@ from patentrank.corpus import Patent
 from patentrank.index.cluster.connection import ClusterUnavailable
 from patentrank.index.cluster.index import ClusterIndex
 from patentrank.index.cluster.reads import ClusterVectors
-from patentrank.index.cluster.schema import split_record
-from patentrank.index.cluster.versions import CLAIM_PART, STALE_CLAIM_S, claim_row, record_rows, row_id
+from patentrank.index.cluster.schema import HEAD_PART, head_key, head_row, row_id, split_record
+from patentrank.index.cluster.versions import CLAIM_PART, STALE_CLAIM_S, claim_row, record_rows
 from patentrank.index.docstore_rows import content_hash
 from patentrank.search import SearchPipeline, SearchRequest
 from patentrank.server.testing import MilvusLiteServer
@@ -52,12 +52,14 @@ def rows(
 
 
 def versions(raw: MilvusClient, prefix: str, patent_id: str) -> dict[str, Counter[int]]:
-    """Rows of one patent by version: commit marks (part 0), record parts, claims (part -1), passages."""
+    """Rows of one patent by version: commit marks (part 0), record parts, claims (part -1), the head
+    (the version it names), passages."""
     parts = rows(raw, prefix, "patents", patent_id, ["version", "part"])
     return {
         "committed": Counter(r["version"] for r in parts if r["part"] == 0),
-        "parts": Counter(r["version"] for r in parts if r["part"] != CLAIM_PART),
+        "parts": Counter(r["version"] for r in parts if r["part"] >= 0),
         "claims": Counter(r["version"] for r in parts if r["part"] == CLAIM_PART),
+        "heads": Counter(r["version"] for r in parts if r["part"] == HEAD_PART),
         "passages": Counter(r["version"] for r in rows(raw, prefix, "passages", patent_id, ["version"])),
     }
 
@@ -72,6 +74,7 @@ def only_version(
     parts = len(split_record(orjson.dumps(patent.to_dict()).decode()))
     assert found["parts"] == Counter({version: parts}), found
     assert found["claims"] == Counter({version: 1, **dict.fromkeys(claims_left, 1)}), found
+    assert found["heads"] == Counter({version: 1}), found
     assert found["passages"] == Counter({version: len(index.passages_for(patent))}), found
     assert index.docstore.get_patent(patent.id) == patent
     assert [p.text for p in index.docstore.passages_of(patent.id)] == [
@@ -114,8 +117,7 @@ def test_re_add_update_and_delete(milvus: MilvusLiteServer, raw: MilvusClient) -
 
     assert index.delete([patents[0].id, patents[1].id, "EP999B1"]) == [patents[0].id, patents[1].id]
     for patent in patents[:2]:
-        assert versions(raw, "writes", patent.id) == {"committed": Counter(), "parts": Counter(),
-                                                      "claims": Counter(), "passages": Counter()}  # fmt: skip
+        assert not any(versions(raw, "writes", patent.id).values())  # not even its head
         assert index.docstore.get_patent(patent.id) is None and index.docstore.passages_of(patent.id) == []
     assert lexical_ids(index, "alphaword0 alphaword1") == []
     assert index.delete([patents[0].id]) == []
@@ -172,6 +174,49 @@ def test_a_bulk_ingest_checks_each_batch_with_the_next_ones_query_before_acknowl
     index.close()
 
 
+def test_reads_go_by_primary_key_and_fall_back_to_a_scan_where_a_head_is_missing_or_wrong(
+    milvus: MilvusLiteServer, raw: MilvusClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = ClusterIndex(milvus.uri, prefix="heads")
+    filler = "\n".join(f"Bearing paragraph {i} about the housing and the seals." for i in range(1500))
+    patents = [make(i, "head", filler) for i in range(4)]  # records in several parts
+    index.add(patents)
+    expressions: list[str] = []
+    query = index._reader.query
+    spy = lambda kind, expr, *rest: expressions.append(expr) or query(kind, expr, *rest)  # noqa: E731
+    monkeypatch.setattr(index._reader, "query", spy)
+
+    def reads(patent: Patent) -> list[str]:
+        expressions.clear()
+        assert index.docstore.get_patent(patent.id) == patent
+        assert [p.text for p in index.docstore.passages_of(patent.id)] == [
+            p.text for p in index.passages_for(patent)
+        ]
+        assert lexical_ids(index, patent.title.split()[1]) == [patent.id]  # "headword0" ...
+        return [e for e in expressions if not e.startswith(("key in", "id in"))]
+
+    assert reads(patents[0]) == []  # every read by primary key
+    raw.delete("heads_patents", ids=[head_key(patents[1].id)])  # as an index written before heads
+    assert any("patent_id in" in e for e in reads(patents[1]))  # the control: a scan, same answers
+    assert index.add([patents[1]]).unchanged == 1  # re-sending it writes the head back
+    assert reads(patents[1]) == [] and only_version(raw, "heads", index, patents[1])
+
+    old = only_version(raw, "heads", index, patents[2])
+    newer = make(2, "newer", filler)
+    newest = index._next_version()
+    write_rows(index, newer, newest, commit=True)  # its writer killed after committing ...
+    parts = len(split_record(orjson.dumps(patents[2].to_dict()).decode()))
+    index._upsert("patents", [head_row(newer.id, old, parts, len(index.passages_for(patents[2])), "x")])
+    assert index.docstore.get_patent(newer.id) == patents[2]  # ... and an older writer's late head
+    assert index.add([newer]).unchanged == 1  # the next write of the patent repairs it
+    assert only_version(raw, "heads", index, newer) == newest and reads(newer) == []
+
+    index._upsert("patents", [head_row(patents[3].id, 12345, 2, 1, "x")])  # naming a removed version
+    assert index.docstore.get_patent(patents[3].id) == patents[3]  # the scan finds the stored one
+    assert any("patent_id in" in e for e in reads(patents[3]))
+    index.close()
+
+
 def write_rows(index: ClusterIndex, patent: Patent, version: int, *, commit: bool) -> None:
     """What `add` writes for one version, without its clean-up: a writer killed before (commit=False:
     claim, later record parts and passages, no part 0) or after the commit mark."""
@@ -184,7 +229,8 @@ def write_rows(index: ClusterIndex, patent: Patent, version: int, *, commit: boo
     for row in rows:
         row["id"], row["version"] = row_id(patent.id, version, row["ordinal"]), version
     index._upsert("passages", rows)
-    index._upsert("patents", parts[:1] if commit else [])
+    head = head_row(patent.id, version, len(parts), len(passages), digest)
+    index._upsert("patents", [parts[0], head] if commit else [])  # as `_write_version` commits
 
 
 def test_interrupted_writes_are_invisible_and_the_next_write_cleans_up(

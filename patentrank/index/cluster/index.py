@@ -31,7 +31,8 @@ from patentrank.index.cluster.reads import (
     ClusterVectors,
     _quoted,
 )
-from patentrank.index.cluster.versions import Version, Written, newest_committed, removal, row_id
+from patentrank.index.cluster.schema import row_id
+from patentrank.index.cluster.versions import Version, Written, newest_committed, removal
 from patentrank.index.docstore_rows import content_hash
 from patentrank.index.report import IngestReport, loader_rejections
 
@@ -269,8 +270,9 @@ class ClusterIndex:
         report.unchanged += len(same)
         report.added += sum(pid not in current for pid in changed)
         report.updated += sum(pid in current for pid in changed)
-        # rows an interrupted earlier write of an unchanged patent left behind
+        # rows an interrupted earlier write of an unchanged patent left behind, and its head if wrong
         self._remove([v for p in same for v in found[p].values() if v.version < current[p].version])
+        self._upsert("patents", versions.heads_to_write(found, same))
         if not changed:
             return Written(patents, 0, {}, [])
         rows = self._passage_rows([unique[pid] for pid in changed], passages, on_embedded)
@@ -279,11 +281,13 @@ class ClusterIndex:
         report.passages_written += len(rows)
         return Written(patents, version, ours, changed)
 
-    def _check(self, written: Written, found: dict[str, dict[int, Version]]) -> None:
-        """Step 3 for a written batch, from a query made after its commit marks."""
+    def _check(self, written: Written, found: versions.Found) -> None:
+        """Step 3 for a written batch, from a query made after its commit marks; then the heads that
+        do not name the newest committed version (another writer's commit landed after ours)."""
         self._remove(versions.stale_after_write(written, found))
+        self._upsert("patents", versions.heads_to_write(found, written.changed))
 
-    def _versions(self, patent_ids: list[str]) -> dict[str, dict[int, Version]]:
+    def _versions(self, patent_ids: list[str]) -> versions.Found:
         return versions.versions_of(self._reader, patent_ids)
 
     def _write_version(
@@ -307,7 +311,11 @@ class ClusterIndex:
         ]
         self._upsert("patents", claims + [row for rows_ in parts.values() for row in rows_[1:]])
         self._upsert("passages", rows, deadline=chosen + versions.WRITE_WINDOW_S)
-        self._upsert("patents", [rows_[0] for rows_ in parts.values()])  # commits this version
+        heads = [
+            schema.head_row(pid, version, len(rows_), len(passages[pid]), digests[pid])
+            for pid, rows_ in parts.items()
+        ]
+        self._upsert("patents", [rows_[0] for rows_ in parts.values()] + heads)  # commits this version
         return {
             pid: Version(pid, version, len(passages[pid]), {r["part"]: r["key"] for r in [*rows_, claim]})
             for (pid, rows_), claim in zip(parts.items(), claims, strict=True)
@@ -384,6 +392,7 @@ class ClusterIndex:
             found = self._versions(ids)
             present = [pid for pid in ids if newest_committed(found.get(pid, {})) is not None]
             self._remove([v for pid in ids for v in found.get(pid, {}).values()])
+            self._delete_keys("patents", [schema.head_key(pid) for pid in ids if pid in found.heads])
         return present
 
     def sync(self, progress: Callable[[int], None] | None = None) -> int:

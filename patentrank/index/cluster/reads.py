@@ -22,7 +22,14 @@ from patentrank.corpus import Patent
 from patentrank.families import Identity, identity
 from patentrank.index import milvus_lite_quirks as lite
 from patentrank.index.cluster.connection import ClusterError, MilvusConnection
-from patentrank.index.cluster.schema import K1, MAX_TOKEN_BYTES, filter_expression, token_text
+from patentrank.index.cluster.schema import (
+    K1,
+    MAX_TOKEN_BYTES,
+    filter_expression,
+    head_key,
+    row_id,
+    token_text,
+)
 from patentrank.index.cluster.term_stats import TermStatistics
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.stores import check_queries
@@ -68,26 +75,49 @@ class ClusterReader:
             return {"ok": False, "detail": str(exc), **tag}
 
     def current_versions(self, patent_ids: Iterable[str], record: bool = False) -> dict[str, dict[str, Any]]:
-        """patent id -> part 0 row of its newest committed version: version, parts, content_hash (and
-        the record's first part when `record`)."""
+        """patent id -> part 0 row of its current version: version, parts, passages, content_hash (and
+        the record's first part when `record`).
+
+        By primary key: each patent's head row names its version, taken when that version's part 0
+        exists. Patents with no head, or whose head names a removed version (a writer raced or was
+        killed: `versions.heads_to_write`), are listed by scanning for their newest part 0, as
+        before heads: on Milvus Lite a primary-key read takes milliseconds, a scan 0.5 s at 350k rows.
+        """
         ids = list(dict.fromkeys(patent_ids))
-        fields = ["patent_id", "version", "parts", "content_hash", *(["record"] if record else [])]
-        newest: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), QUERY_CHUNK):
-            chunk = ids[start : start + QUERY_CHUNK]
+        fields = [
+            "patent_id",
+            "version",
+            "parts",
+            "passages",
+            "content_hash",
+            *(["record"] if record else []),
+        ]
+        heads = self.by_key("patents", [head_key(pid) for pid in ids], ["patent_id", "version"])
+        marks = [f"{row['patent_id']}|{row['version']}|0" for row in heads]
+        newest = {row["patent_id"]: row for row in self.by_key("patents", marks, fields)}
+        rest = [pid for pid in ids if pid not in newest]
+        for start in range(0, len(rest), QUERY_CHUNK):
+            chunk = rest[start : start + QUERY_CHUNK]
             for row in self.query("patents", f"patent_id in {_quoted(chunk)} and part == 0", fields):
                 kept = newest.get(row["patent_id"])
                 if kept is None or row["version"] > kept["version"]:
                     newest[row["patent_id"]] = row
         return newest
 
+    def by_key(
+        self, kind: str, keys: Sequence[str] | Sequence[int], fields: list[str]
+    ) -> list[dict[str, Any]]:
+        """Rows by primary key (`key` of patents, `id` of passages)."""
+        name = "key" if kind == "patents" else "id"
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(keys), QUERY_CHUNK):
+            chunk = list(keys[start : start + QUERY_CHUNK])
+            rows += self.query(kind, f"{name} in {_quoted(chunk) if name == 'key' else chunk}", fields)
+        return rows
+
     def current_rows(self, ids: Iterable[int], fields: list[str]) -> list[dict[str, Any]]:
         """Passage rows among `ids` that belong to their patent's current version."""
-        wanted = [int(i) for i in ids]
-        rows: list[dict[str, Any]] = []
-        for start in range(0, len(wanted), QUERY_CHUNK):
-            chunk = wanted[start : start + QUERY_CHUNK]
-            rows += self.query("passages", f"id in {chunk}", ["id", "patent_id", "version", *fields])
+        rows = self.by_key("passages", [int(i) for i in ids], ["id", "patent_id", "version", *fields])
         current = self.current_versions(r["patent_id"] for r in rows)
         return [
             r
@@ -114,12 +144,9 @@ class ClusterDocStore:
             for pid, row in current.items()
             for part in range(1, row["parts"])
         ]
-        for start in range(0, len(keys), QUERY_CHUNK):
-            rows = self.reader.query(
-                "patents", f"key in {_quoted(keys[start : start + QUERY_CHUNK])}", ["key", "part", "record"]
-            )
-            for row in sorted(rows, key=lambda r: r["part"]):
-                records[row["key"].split("|")[0]].append(row["record"])
+        for row in sorted(self.reader.by_key("patents", keys, ["key", "patent_id", "part", "record"]),
+                          key=lambda r: r["part"]):  # fmt: skip
+            records[row["patent_id"]].append(row["record"])
         patents = {}
         for pid, parts in records.items():
             if len(parts) == current[pid]["parts"]:  # a version missing a part is skipped, never half-read
@@ -148,11 +175,9 @@ class ClusterDocStore:
         row = self.reader.current_versions([patent_id]).get(patent_id)
         if row is None:
             return []
-        rows = self.reader.query(
-            "passages", f"patent_id == {_quoted([patent_id])[1:-1]} and version == {row['version']}",
-            ["id", "patent_id", "ordinal", "field", "text"],
-        )  # fmt: skip
-        rows.sort(key=lambda r: r["ordinal"])
+        ids = [row_id(patent_id, row["version"], ordinal) for ordinal in range(row["passages"])]
+        rows = self.reader.by_key("passages", ids, ["id", "patent_id", "version", "ordinal", "field", "text"])
+        rows = sorted((r for r in rows if r["version"] == row["version"]), key=lambda r: r["ordinal"])
         return [Passage(r["id"], r["patent_id"], r["ordinal"], r["field"], r["text"]) for r in rows]
 
     def count_patents(self) -> int:

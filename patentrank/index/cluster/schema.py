@@ -26,6 +26,7 @@ RECORD_PART_BYTES = 60_000  # a patent's JSON record is split into parts of at m
 MAX_TOKEN_BYTES = 255  # as the embedded index: longer "words" are dropped
 DUMMY_DIM = 2  # Milvus wants a vector field in every collection; the patents collection has this one
 SCHEMA_VERSION = 2  # 2: claims (part -1) and passage counts in patents; codes as one VARCHAR
+HEAD_PART = -2  # a patent's head row (key `<id>|head`): its current version, read by primary key
 
 _PLAIN = re.compile(r"[a-wyz0-9][a-z0-9]{0,39}")
 
@@ -48,6 +49,30 @@ def encode_token(token: str) -> str:
 def token_text(tokens: Iterable[str]) -> str:
     """The passage's (or query's) tokens as the text Milvus's BM25 function analyses."""
     return " ".join(encode_token(t) for t in tokens if t and len(t.encode()) <= MAX_TOKEN_BYTES)
+
+
+def row_id(patent_id: str, version: int, ordinal: int) -> int:
+    """A passage row's primary key: 63 bits of blake2b(patent id | version | ordinal)."""
+    digest = hashlib.blake2b(f"{patent_id}|{version}|{ordinal}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def head_key(patent_id: str) -> str:
+    """The primary key of a patent's head row. Every other key of the patents collection ends in
+    ``|<version>|<part>`` (integers), so no patent id makes the two collide.
+
+    Example:
+        >>> head_key("CN1A")
+        'CN1A|head'
+    """
+    return f"{patent_id}|head"
+
+
+def head_row(patent_id: str, version: int, parts: int, passages: int, digest: str) -> dict[str, Any]:
+    """A patent's head: which version readers take (when that version's part 0 exists)."""
+    return {"key": head_key(patent_id), "patent_id": patent_id, "version": version, "part": HEAD_PART,
+            "parts": parts, "passages": passages, "content_hash": digest, "record": "",
+            "dummy": [0.0] * DUMMY_DIM}  # fmt: skip
 
 
 def collection_names(prefix: str) -> dict[str, str]:

@@ -42,7 +42,6 @@ Why the claims find all that the former delete-by-expression over the passages c
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ import orjson
 
 from patentrank.corpus import Patent
 from patentrank.index.cluster.reads import QUERY_CHUNK, ClusterReader, _quoted
-from patentrank.index.cluster.schema import split_record
+from patentrank.index.cluster.schema import HEAD_PART, head_row, row_id, split_record
 
 CLAIM_PART = -1  # the row a writer upserts before any passage of its version
 WRITE_WINDOW_S = 600.0  # a writer upserts no passage later than this after choosing its version
@@ -68,25 +67,38 @@ class Version:
     passages: int = 0
     keys: dict[int, str] = field(default_factory=dict)  # part -> key
     content_hash: str = ""
+    parts: int = 0  # the record's parts, as part 0 says
 
     @property
     def committed(self) -> bool:
         return 0 in self.keys
 
 
-def versions_of(reader: ClusterReader, patent_ids: Sequence[str]) -> dict[str, dict[int, Version]]:
-    """patent id -> version -> its rows, for every row of these patents in the patents collection."""
-    found: dict[str, dict[int, Version]] = {}
-    fields = ["key", "patent_id", "version", "part", "passages", "content_hash"]
+class Found(dict[str, dict[int, Version]]):
+    """patent id -> version -> its rows, as one query listed them; `heads`: patent id -> the version
+    its head row named then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads: dict[str, int] = {}
+
+
+def versions_of(reader: ClusterReader, patent_ids: Sequence[str]) -> Found:
+    """Every row of these patents in the patents collection, by patent and version, and their heads."""
+    found = Found()
+    fields = ["key", "patent_id", "version", "part", "parts", "passages", "content_hash"]
     for start in range(0, len(patent_ids), QUERY_CHUNK):
         chunk = list(patent_ids[start : start + QUERY_CHUNK])
         for row in reader.query("patents", f"patent_id in {_quoted(chunk)}", fields, "version query"):
             pid, number = row["patent_id"], int(row["version"])
+            if int(row["part"]) == HEAD_PART:
+                found.heads[pid] = number
+                continue
             version = found.setdefault(pid, {}).setdefault(number, Version(pid, number))
             version.keys[int(row["part"])] = row["key"]
             version.passages = max(version.passages, int(row["passages"]))
             if int(row["part"]) == 0:
-                version.content_hash = row["content_hash"]
+                version.content_hash, version.parts = row["content_hash"], int(row["parts"])
     return found
 
 
@@ -95,10 +107,16 @@ def newest_committed(versions: dict[int, Version]) -> Version | None:
     return max(committed, key=lambda v: v.version) if committed else None
 
 
-def row_id(patent_id: str, version: int, ordinal: int) -> int:
-    """A passage row's primary key: 63 bits of blake2b(patent id | version | ordinal)."""
-    digest = hashlib.blake2b(f"{patent_id}|{version}|{ordinal}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
+def heads_to_write(found: Found, patent_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Head rows for these patents where `found` shows the head not naming the newest committed
+    version (a race, a writer killed between its commit and its check, or an index written before
+    heads). Written at the end of a check, so the last check of a patent leaves its head right."""
+    rows = []
+    for pid in patent_ids:
+        newest = newest_committed(found.get(pid, {}))
+        if newest is not None and found.heads.get(pid) != newest.version:
+            rows.append(head_row(pid, newest.version, newest.parts, newest.passages, newest.content_hash))
+    return rows
 
 
 def claim_key(patent_id: str, version: int) -> str:
