@@ -22,7 +22,7 @@ from patentrank.corpus import Patent
 from patentrank.index.cluster.connection import ClusterUnavailable
 from patentrank.index.cluster.index import ClusterIndex
 from patentrank.index.cluster.reads import ClusterVectors
-from patentrank.index.cluster.schema import HEAD_PART, head_key, head_row, row_id, split_record
+from patentrank.index.cluster.schema import head_row, row_id, split_record
 from patentrank.index.cluster.versions import CLAIM_PART, STALE_CLAIM_S, claim_row, record_rows
 from patentrank.index.docstore_rows import content_hash
 from patentrank.search import SearchPipeline, SearchRequest
@@ -55,11 +55,12 @@ def versions(raw: MilvusClient, prefix: str, patent_id: str) -> dict[str, Counte
     """Rows of one patent by version: commit marks (part 0), record parts, claims (part -1), the head
     (the version it names), passages."""
     parts = rows(raw, prefix, "patents", patent_id, ["version", "part"])
+    heads = raw.get(f"{prefix}_heads", [patent_id], consistency_level="Strong")
     return {
         "committed": Counter(r["version"] for r in parts if r["part"] == 0),
         "parts": Counter(r["version"] for r in parts if r["part"] >= 0),
         "claims": Counter(r["version"] for r in parts if r["part"] == CLAIM_PART),
-        "heads": Counter(r["version"] for r in parts if r["part"] == HEAD_PART),
+        "heads": Counter(r["version"] for r in heads),
         "passages": Counter(r["version"] for r in rows(raw, prefix, "passages", patent_id, ["version"])),
     }
 
@@ -196,7 +197,7 @@ def test_reads_go_by_primary_key_and_fall_back_to_a_scan_where_a_head_is_missing
         return [e for e in expressions if not e.startswith(("key in", "id in"))]
 
     assert reads(patents[0]) == []  # every read by primary key
-    raw.delete("heads_patents", ids=[head_key(patents[1].id)])  # as an index written before heads
+    raw.delete("heads_heads", ids=[patents[1].id])  # as an index written before heads
     assert any("patent_id in" in e for e in reads(patents[1]))  # the control: a scan, same answers
     assert index.add([patents[1]]).unchanged == 1  # re-sending it writes the head back
     assert reads(patents[1]) == [] and only_version(raw, "heads", index, patents[1])
@@ -205,13 +206,12 @@ def test_reads_go_by_primary_key_and_fall_back_to_a_scan_where_a_head_is_missing
     newer = make(2, "newer", filler)
     newest = index._next_version()
     write_rows(index, newer, newest, commit=True)  # its writer killed after committing ...
-    parts = len(split_record(orjson.dumps(patents[2].to_dict()).decode()))
-    index._upsert("patents", [head_row(newer.id, old, parts, len(index.passages_for(patents[2])), "x")])
+    index._upsert("heads", [head_row(newer.id, old)])
     assert index.docstore.get_patent(newer.id) == patents[2]  # ... and an older writer's late head
     assert index.add([newer]).unchanged == 1  # the next write of the patent repairs it
     assert only_version(raw, "heads", index, newer) == newest and reads(newer) == []
 
-    index._upsert("patents", [head_row(patents[3].id, 12345, 2, 1, "x")])  # naming a removed version
+    index._upsert("heads", [head_row(patents[3].id, 12345)])  # naming a removed version
     assert index.docstore.get_patent(patents[3].id) == patents[3]  # the scan finds the stored one
     assert any("patent_id in" in e for e in reads(patents[3]))
     index.close()
@@ -229,8 +229,9 @@ def write_rows(index: ClusterIndex, patent: Patent, version: int, *, commit: boo
     for row in rows:
         row["id"], row["version"] = row_id(patent.id, version, row["ordinal"]), version
     index._upsert("passages", rows)
-    head = head_row(patent.id, version, len(parts), len(passages), digest)
-    index._upsert("patents", [parts[0], head] if commit else [])  # as `_write_version` commits
+    if commit:  # as `_write_version` commits: the head, then part 0
+        index._upsert("heads", [head_row(patent.id, version)])
+        index._upsert("patents", parts[:1])
 
 
 def test_interrupted_writes_are_invisible_and_the_next_write_cleans_up(

@@ -112,6 +112,8 @@ class ClusterIndex:
             self.is_lite = "lite" in str(client.get_server_version(timeout=timeout)).lower()
         self._reader.is_lite = self.is_lite
         dim = int(self.embedder.dim) if self.embedder is not None else None
+        if self.names["heads"] not in existing:  # also in an index from before heads: reads scan until
+            missing.append("heads")  # each patent's next write
         for kind in missing:
             self._create_collection(client, kind, dim)
         for name in self.names.values():
@@ -121,7 +123,7 @@ class ClusterIndex:
             self._checked = True
 
     def _create_collection(self, client: Any, kind: str, dim: int | None) -> None:
-        made = {"meta": schema.meta_schema, "patents": schema.patents_schema}
+        made = {"meta": schema.meta_schema, "patents": schema.patents_schema, "heads": schema.heads_schema}
         built = made[kind]() if kind in made else schema.passages_schema(dim)
         dense = {**self._dense_index, "metric_type": "IP"} if (kind == "passages" and dim) else None
         try:
@@ -272,7 +274,7 @@ class ClusterIndex:
         report.updated += sum(pid in current for pid in changed)
         # rows an interrupted earlier write of an unchanged patent left behind, and its head if wrong
         self._remove([v for p in same for v in found[p].values() if v.version < current[p].version])
-        self._upsert("patents", versions.heads_to_write(found, same))
+        self._upsert("heads", versions.heads_to_write(found, same))
         if not changed:
             return Written(patents, 0, {}, [])
         rows = self._passage_rows([unique[pid] for pid in changed], passages, on_embedded)
@@ -285,7 +287,7 @@ class ClusterIndex:
         """Step 3 for a written batch, from a query made after its commit marks; then the heads that
         do not name the newest committed version (another writer's commit landed after ours)."""
         self._remove(versions.stale_after_write(written, found))
-        self._upsert("patents", versions.heads_to_write(found, written.changed))
+        self._upsert("heads", versions.heads_to_write(found, written.changed))
 
     def _versions(self, patent_ids: list[str]) -> versions.Found:
         return versions.versions_of(self._reader, patent_ids)
@@ -311,11 +313,8 @@ class ClusterIndex:
         ]
         self._upsert("patents", claims + [row for rows_ in parts.values() for row in rows_[1:]])
         self._upsert("passages", rows, deadline=chosen + versions.WRITE_WINDOW_S)
-        heads = [
-            schema.head_row(pid, version, len(rows_), len(passages[pid]), digests[pid])
-            for pid, rows_ in parts.items()
-        ]
-        self._upsert("patents", [rows_[0] for rows_ in parts.values()] + heads)  # commits this version
+        self._upsert("heads", [schema.head_row(pid, version) for pid in parts])  # before the commit marks:
+        self._upsert("patents", [rows_[0] for rows_ in parts.values()])  # a head without one is skipped
         return {
             pid: Version(pid, version, len(passages[pid]), {r["part"]: r["key"] for r in [*rows_, claim]})
             for (pid, rows_), claim in zip(parts.items(), claims, strict=True)
@@ -379,7 +378,7 @@ class ClusterIndex:
 
     def _delete_keys(self, kind: str, keys: Sequence[str] | Sequence[int]) -> None:
         name, timeout = self.names[kind], self.connection.timeout_s
-        field = "key" if kind == "patents" else "id"
+        field = "id" if kind == "passages" else "key"
         for start in range(0, len(keys), QUERY_CHUNK):
             chunk = list(keys[start : start + QUERY_CHUNK])
             expr = f"{field} in {_quoted(chunk) if field == 'key' else chunk}"
@@ -392,7 +391,7 @@ class ClusterIndex:
             found = self._versions(ids)
             present = [pid for pid in ids if newest_committed(found.get(pid, {})) is not None]
             self._remove([v for pid in ids for v in found.get(pid, {}).values()])
-            self._delete_keys("patents", [schema.head_key(pid) for pid in ids if pid in found.heads])
+            self._delete_keys("heads", [pid for pid in ids if pid in found.heads])
         return present
 
     def sync(self, progress: Callable[[int], None] | None = None) -> int:

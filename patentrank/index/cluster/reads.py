@@ -26,7 +26,6 @@ from patentrank.index.cluster.schema import (
     K1,
     MAX_TOKEN_BYTES,
     filter_expression,
-    head_key,
     row_id,
     token_text,
 )
@@ -78,10 +77,11 @@ class ClusterReader:
         """patent id -> part 0 row of its current version: version, parts, passages, content_hash (and
         the record's first part when `record`).
 
-        By primary key: each patent's head row names its version, taken when that version's part 0
-        exists. Patents with no head, or whose head names a removed version (a writer raced or was
-        killed: `versions.heads_to_write`), are listed by scanning for their newest part 0, as
-        before heads: on Milvus Lite a primary-key read takes milliseconds, a scan 0.5 s at 350k rows.
+        By primary key: each patent's head (the heads collection) names its version, taken when that
+        version's part 0 exists. Patents with no head, or whose head names a version without part 0
+        (being written or removed: `versions.heads_to_write`), are listed by scanning for their newest
+        part 0, as before heads: on Milvus Lite a primary-key read takes milliseconds, a scan 0.5 s at
+        350k rows.
         """
         ids = list(dict.fromkeys(patent_ids))
         fields = [
@@ -92,8 +92,8 @@ class ClusterReader:
             "content_hash",
             *(["record"] if record else []),
         ]
-        heads = self.by_key("patents", [head_key(pid) for pid in ids], ["patent_id", "version"])
-        marks = [f"{row['patent_id']}|{row['version']}|0" for row in heads]
+        heads = self.by_key("heads", ids, ["key", "version"])
+        marks = [f"{row['key']}|{row['version']}|0" for row in heads]
         newest = {row["patent_id"]: row for row in self.by_key("patents", marks, fields)}
         rest = [pid for pid in ids if pid not in newest]
         for start in range(0, len(rest), QUERY_CHUNK):
@@ -107,8 +107,8 @@ class ClusterReader:
     def by_key(
         self, kind: str, keys: Sequence[str] | Sequence[int], fields: list[str]
     ) -> list[dict[str, Any]]:
-        """Rows by primary key (`key` of patents, `id` of passages)."""
-        name = "key" if kind == "patents" else "id"
+        """Rows by primary key (`id` of passages, `key` of the others)."""
+        name = "id" if kind == "passages" else "key"
         rows: list[dict[str, Any]] = []
         for start in range(0, len(keys), QUERY_CHUNK):
             chunk = list(keys[start : start + QUERY_CHUNK])

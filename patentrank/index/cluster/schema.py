@@ -26,7 +26,6 @@ RECORD_PART_BYTES = 60_000  # a patent's JSON record is split into parts of at m
 MAX_TOKEN_BYTES = 255  # as the embedded index: longer "words" are dropped
 DUMMY_DIM = 2  # Milvus wants a vector field in every collection; the patents collection has this one
 SCHEMA_VERSION = 2  # 2: claims (part -1) and passage counts in patents; codes as one VARCHAR
-HEAD_PART = -2  # a patent's head row (key `<id>|head`): its current version, read by primary key
 
 _PLAIN = re.compile(r"[a-wyz0-9][a-z0-9]{0,39}")
 
@@ -57,26 +56,14 @@ def row_id(patent_id: str, version: int, ordinal: int) -> int:
     return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def head_key(patent_id: str) -> str:
-    """The primary key of a patent's head row. Every other key of the patents collection ends in
-    ``|<version>|<part>`` (integers), so no patent id makes the two collide.
-
-    Example:
-        >>> head_key("CN1A")
-        'CN1A|head'
-    """
-    return f"{patent_id}|head"
-
-
-def head_row(patent_id: str, version: int, parts: int, passages: int, digest: str) -> dict[str, Any]:
-    """A patent's head: which version readers take (when that version's part 0 exists)."""
-    return {"key": head_key(patent_id), "patent_id": patent_id, "version": version, "part": HEAD_PART,
-            "parts": parts, "passages": passages, "content_hash": digest, "record": "",
-            "dummy": [0.0] * DUMMY_DIM}  # fmt: skip
+def head_row(patent_id: str, version: int) -> dict[str, Any]:
+    """A patent's head, keyed by its id in the heads collection: the version readers take (when that
+    version's part 0 exists)."""
+    return {"key": patent_id, "version": int(version), "dummy": [0.0] * DUMMY_DIM}
 
 
 def collection_names(prefix: str) -> dict[str, str]:
-    """{'patents', 'passages', 'meta'} -> collection name under `prefix`.
+    """{'patents', 'passages', 'heads', 'meta'} -> collection name under `prefix`.
 
     Example:
         >>> collection_names("acme")["passages"]
@@ -84,7 +71,7 @@ def collection_names(prefix: str) -> dict[str, str]:
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", prefix):
         raise ValueError(f"collection prefix {prefix!r} must be letters, digits and underscores")
-    return {kind: f"{prefix}_{kind}" for kind in ("patents", "passages", "meta")}
+    return {kind: f"{prefix}_{kind}" for kind in ("patents", "passages", "heads", "meta")}
 
 
 def patents_schema() -> Any:
@@ -127,6 +114,16 @@ def passages_schema(dim: int | None) -> Any:
         Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["tokens"],
                  output_field_names=["sparse"])
     )  # fmt: skip
+    return schema
+
+
+def heads_schema() -> Any:
+    """One row per patent, keyed by its id: the version readers take. Apart from the patents collection
+    so that the writers' version queries, which Milvus Lite answers by scanning, scan no head rows."""
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("key", DataType.VARCHAR, max_length=512, is_primary=True)  # the patent id
+    schema.add_field("version", DataType.INT64)
+    schema.add_field("dummy", DataType.FLOAT_VECTOR, dim=DUMMY_DIM)
     return schema
 
 

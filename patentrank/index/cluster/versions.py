@@ -15,11 +15,14 @@ How a replica writes a batch, so that concurrent and interrupted writes stay con
 2. the others' passages are made (chunking, analysis, embedding); then they get one new version
    number (time-ordered) for this batch, and a *claim* row per patent (part -1: the version and its
    passage count) is upserted with the record's later parts, then the passages (text, tokens, vector,
-   filter fields), then part 0 of each record, which commits that version;
+   filter fields), then each patent's head naming this version (the heads collection), then part 0 of
+   each record, which commits that version;
 3. a second query lists these patents' rows again: a patent whose newest committed version is now
    someone else's newer one loses this batch's rows; the others lose their older versions. In a bulk
    ingest this query is the next batch's step 1 query (both lists of patents in one `in [...]`): on
-   Milvus Lite every query but a primary-key lookup scans the collection (0.5 s at 350k rows).
+   Milvus Lite every query but a primary-key lookup scans the collection (0.5 s at 350k rows). Last,
+   a head that does not name the newest committed version is written again (a later writer's head
+   landed before ours, or its commit failed after its head); so is an unchanged patent's, at step 1.
 
 Readers only ever see the newest committed version's passages (`reads.py`), so a reader never mixes
 versions, and a replica killed at any step leaves rows that no reader sees and the next write of that
@@ -51,7 +54,7 @@ import orjson
 
 from patentrank.corpus import Patent
 from patentrank.index.cluster.reads import QUERY_CHUNK, ClusterReader, _quoted
-from patentrank.index.cluster.schema import HEAD_PART, head_row, row_id, split_record
+from patentrank.index.cluster.schema import head_row, row_id, split_record
 
 CLAIM_PART = -1  # the row a writer upserts before any passage of its version
 WRITE_WINDOW_S = 600.0  # a writer upserts no passage later than this after choosing its version
@@ -76,7 +79,7 @@ class Version:
 
 class Found(dict[str, dict[int, Version]]):
     """patent id -> version -> its rows, as one query listed them; `heads`: patent id -> the version
-    its head row named then."""
+    its head named just after."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,21 +87,21 @@ class Found(dict[str, dict[int, Version]]):
 
 
 def versions_of(reader: ClusterReader, patent_ids: Sequence[str]) -> Found:
-    """Every row of these patents in the patents collection, by patent and version, and their heads."""
+    """Every row of these patents in the patents collection, by patent and version (one query), then
+    their heads (by primary key)."""
     found = Found()
     fields = ["key", "patent_id", "version", "part", "parts", "passages", "content_hash"]
     for start in range(0, len(patent_ids), QUERY_CHUNK):
         chunk = list(patent_ids[start : start + QUERY_CHUNK])
         for row in reader.query("patents", f"patent_id in {_quoted(chunk)}", fields, "version query"):
             pid, number = row["patent_id"], int(row["version"])
-            if int(row["part"]) == HEAD_PART:
-                found.heads[pid] = number
-                continue
             version = found.setdefault(pid, {}).setdefault(number, Version(pid, number))
             version.keys[int(row["part"])] = row["key"]
             version.passages = max(version.passages, int(row["passages"]))
             if int(row["part"]) == 0:
                 version.content_hash, version.parts = row["content_hash"], int(row["parts"])
+    for row in reader.by_key("heads", list(patent_ids), ["key", "version"]):
+        found.heads[row["key"]] = int(row["version"])
     return found
 
 
@@ -115,7 +118,7 @@ def heads_to_write(found: Found, patent_ids: Iterable[str]) -> list[dict[str, An
     for pid in patent_ids:
         newest = newest_committed(found.get(pid, {}))
         if newest is not None and found.heads.get(pid) != newest.version:
-            rows.append(head_row(pid, newest.version, newest.parts, newest.passages, newest.content_hash))
+            rows.append(head_row(pid, newest.version))
     return rows
 
 
