@@ -66,16 +66,26 @@ def versions(raw: MilvusClient, prefix: str, patent_id: str) -> dict[str, Counte
 
 
 def only_version(
-    raw: MilvusClient, prefix: str, index: ClusterIndex, patent: Patent, claims_left: tuple[int, ...] = ()
+    raw: MilvusClient,
+    prefix: str,
+    index: ClusterIndex,
+    patent: Patent,
+    claims_left: tuple[int, ...] = (),
+    head_may_name_a_removed_version: bool = False,
 ) -> int:
     """Assert that `patent` is stored as exactly one committed version with exactly its rows (and the
-    claims of `claims_left`: uncommitted versions of killed writers, kept until they are stale)."""
+    claims of `claims_left`: uncommitted versions of killed writers, kept until they are stale), and
+    that its head names that version. Racing writers may leave the head naming a version they removed
+    (one's late repair after the other's check): readers then scan, as the reads below check."""
     found = versions(raw, prefix, patent.id)
     (version,) = found["committed"]
     parts = len(split_record(orjson.dumps(patent.to_dict()).decode()))
     assert found["parts"] == Counter({version: parts}), found
     assert found["claims"] == Counter({version: 1, **dict.fromkeys(claims_left, 1)}), found
-    assert found["heads"] == Counter({version: 1}), found
+    if head_may_name_a_removed_version:
+        assert sum(found["heads"].values()) == 1, found  # this version, or one without part 0
+    else:
+        assert found["heads"] == Counter({version: 1}), found
     assert found["passages"] == Counter({version: len(index.passages_for(patent))}), found
     assert index.docstore.get_patent(patent.id) == patent
     assert [p.text for p in index.docstore.passages_of(patent.id)] == [
@@ -312,7 +322,7 @@ def test_concurrent_writers_leave_one_version_of_each_patent(
     for i in range(5):
         final = writers[0].docstore.get_patent(make(i, "a0x").id)
         assert final is not None and final.title in written
-        only_version(raw, "race", writers[1], written[final.title])
+        only_version(raw, "race", writers[1], written[final.title], head_may_name_a_removed_version=True)
     assert writers[1].stats()["passages"] == 5 * len(writers[0].passages_for(make(0, "a0x")))
     for writer in writers:
         writer.close()
