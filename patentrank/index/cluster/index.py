@@ -24,12 +24,11 @@ from patentrank.errors import PatentrankError
 from patentrank.index.cluster import schema, versions
 from patentrank.index.cluster.connection import ClusterError, ClusterUnavailable, MilvusConnection
 from patentrank.index.cluster.reads import (
-    QUERY_CHUNK,
     ClusterDocStore,
     ClusterLexical,
     ClusterReader,
     ClusterVectors,
-    _quoted,
+    key_expressions,
 )
 from patentrank.index.cluster.schema import row_id
 from patentrank.index.cluster.versions import Version, Written, newest_committed, removal
@@ -378,10 +377,7 @@ class ClusterIndex:
 
     def _delete_keys(self, kind: str, keys: Sequence[str] | Sequence[int]) -> None:
         name, timeout = self.names[kind], self.connection.timeout_s
-        field = "id" if kind == "passages" else "key"
-        for start in range(0, len(keys), QUERY_CHUNK):
-            chunk = list(keys[start : start + QUERY_CHUNK])
-            expr = f"{field} in {_quoted(chunk) if field == 'key' else chunk}"
+        for expr in key_expressions(kind, keys):
             self.connection.call("delete", lambda c, e=expr: c.delete(name, filter=e, timeout=timeout))
 
     def delete(self, patent_ids: Sequence[str]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,19 @@ _DATES = ("priority_date", "filing_date", "publication_date")
 
 def _quoted(values: Iterable[str]) -> str:
     return "[" + ", ".join(orjson.dumps(str(v)).decode() for v in values) + "]"
+
+
+def key_expressions(kind: str, keys: Sequence[str] | Sequence[int]) -> Iterator[str]:
+    """`<primary key> in [...]` over `keys`, `QUERY_CHUNK` at a time (`id` of passages, `key` of the
+    other collections).
+
+    Example:
+        >>> list(key_expressions("heads", ["CN1A"])), list(key_expressions("passages", [7]))
+        (['key in ["CN1A"]'], ['id in [7]'])
+    """
+    for start in range(0, len(keys), QUERY_CHUNK):
+        chunk = list(keys[start : start + QUERY_CHUNK])
+        yield f"id in {[int(k) for k in chunk]}" if kind == "passages" else f"key in {_quoted(chunk)}"
 
 
 class ClusterReader:
@@ -108,11 +121,9 @@ class ClusterReader:
         self, kind: str, keys: Sequence[str] | Sequence[int], fields: list[str]
     ) -> list[dict[str, Any]]:
         """Rows by primary key (`id` of passages, `key` of the others)."""
-        name = "id" if kind == "passages" else "key"
         rows: list[dict[str, Any]] = []
-        for start in range(0, len(keys), QUERY_CHUNK):
-            chunk = list(keys[start : start + QUERY_CHUNK])
-            rows += self.query(kind, f"{name} in {_quoted(chunk) if name == 'key' else chunk}", fields)
+        for expr in key_expressions(kind, keys):
+            rows += self.query(kind, expr, fields)
         return rows
 
     def current_rows(self, ids: Iterable[int], fields: list[str]) -> list[dict[str, Any]]:

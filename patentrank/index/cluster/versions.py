@@ -70,7 +70,6 @@ class Version:
     passages: int = 0
     keys: dict[int, str] = field(default_factory=dict)  # part -> key
     content_hash: str = ""
-    parts: int = 0  # the record's parts, as part 0 says
 
     @property
     def committed(self) -> bool:
@@ -90,7 +89,7 @@ def versions_of(reader: ClusterReader, patent_ids: Sequence[str]) -> Found:
     """Every row of these patents in the patents collection, by patent and version (one query), then
     their heads (by primary key)."""
     found = Found()
-    fields = ["key", "patent_id", "version", "part", "parts", "passages", "content_hash"]
+    fields = ["key", "patent_id", "version", "part", "passages", "content_hash"]
     for start in range(0, len(patent_ids), QUERY_CHUNK):
         chunk = list(patent_ids[start : start + QUERY_CHUNK])
         for row in reader.query("patents", f"patent_id in {_quoted(chunk)}", fields, "version query"):
@@ -99,7 +98,7 @@ def versions_of(reader: ClusterReader, patent_ids: Sequence[str]) -> Found:
             version.keys[int(row["part"])] = row["key"]
             version.passages = max(version.passages, int(row["passages"]))
             if int(row["part"]) == 0:
-                version.content_hash, version.parts = row["content_hash"], int(row["parts"])
+                version.content_hash = row["content_hash"]
     for row in reader.by_key("heads", list(patent_ids), ["key", "version"]):
         found.heads[row["key"]] = int(row["version"])
     return found
