@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
-from patentrank.index.faiss_store import INDEX_FILE, FaissStore
+from patentrank.index.faiss_store import INDEX_FILE, RECENT_FILE, FaissStore
 from patentrank.index.filters import PassageFields, SearchFilter
 
 DIM = 32
@@ -106,11 +106,12 @@ def test_recall_and_filters_against_brute_force(tmp_path: Path, data: Any, kind:
 
 def test_bulk_load_converts_at_each_band_without_waiting_for_save(tmp_path: Path, data: Any) -> None:
     ids, vectors, fields, queries = data
-    store = FaissStore(tmp_path / "bands", DIM, **KINDS["ivf_sq8"])
+    store = FaissStore(tmp_path / "bands", DIM, **KINDS["ivf_sq8"], recent_limit=300)
     seen = []
     for lo in range(0, N, 250):
         store.upsert(ids[lo : lo + 250], vectors[lo : lo + 250], fields[lo : lo + 250])
         seen.append((store.count(), store.kind))
+        assert store.health()["recent"] <= 2 * 300, "upserts without a save keep the float32 part bounded"
     assert [kind for count, kind in seen if count <= 500] == ["flat", "flat"]
     assert {kind for count, kind in seen if 500 < count <= 1000} == {"hnsw_sq8"}
     assert {kind for count, kind in seen if count > 1000} == {"ivf_sq8"}
@@ -124,6 +125,8 @@ def test_bulk_load_converts_at_each_band_without_waiting_for_save(tmp_path: Path
 def test_replace_delete_and_compaction(tmp_path: Path, data: Any, kind: str) -> None:
     ids, vectors, fields, queries = data
     store = build(tmp_path / kind, kind, data)
+    store.save()  # the first save writes the main index: every vector in it, none recent
+    assert store.health()["recent"] == 0
     target = int(ids[10])
     moved = unit(-vectors[10:11])
     store.upsert([target], moved, [PassageFields("NEW", language="fr")])
@@ -161,12 +164,18 @@ def test_save_and_reopen_memory_mapped(tmp_path: Path, data: Any, kind: str) -> 
         maps = Path("/proc/self/maps").read_text()
         assert (str(tmp_path / kind / INDEX_FILE) in maps) is mmap, "mmap=True must map the index file"
         assert bool(reopened.health()["mapped"]) is mmap
-        if mmap:  # the first write reads the index into memory; adding to a mapped index would abort
+        if mmap:  # a write goes to the recent vectors: the mapped index stays mapped until a merge
             reopened.upsert([1], vectors[:1], [PassageFields("X")])
-            assert reopened.mapped is False and reopened.search(vectors[:1], 1)[0][0][0] == 1
-            reopened.save()
+            assert reopened.mapped is True and reopened.search(vectors[:1], 1)[0][0][0] == 1
+            reopened.save()  # appends to the log only
+            assert reopened.mapped is True and reopened.health()["recent"] == 1
+            reopened.recent_limit = 0
+            reopened.upsert([2], vectors[1:2], [PassageFields("Y")])
+            reopened.save()  # a merge reads the index into RAM (adding to a mapped index would abort)
+            assert reopened.mapped is False and reopened.health()["recent"] == 0
+            assert reopened.search(vectors[1:2], 1)[0][0][0] == 2
         reopened.close()
-    assert FaissStore(tmp_path / kind, DIM, **KINDS[kind]).count() == N - 99
+    assert FaissStore(tmp_path / kind, DIM, **KINDS[kind]).count() == N - 98
 
 
 def test_crash_between_index_write_and_side_table_commit(tmp_path: Path, data: Any) -> None:
@@ -175,7 +184,8 @@ def test_crash_between_index_write_and_side_table_commit(tmp_path: Path, data: A
     store.save()
     extra = clustered(200, seed=9)
     store.upsert(np.arange(200) + 10**9, extra, [PassageFields("LATE")] * 200)
-    faiss.write_index(store._index, str(tmp_path / "crash" / INDEX_FILE))  # index written...
+    store._merge_recent()  # a merge into the main index (as past recent_limit)...
+    faiss.write_index(store._index, str(tmp_path / "crash" / INDEX_FILE))  # ...written...
     store._db.rollback()  # ...and the process died before the side table committed
     reopened = FaissStore(tmp_path / "crash", DIM, **KINDS["hnsw_sq8"])
     assert reopened.count() == N and reopened.dead == 200  # the orphans are dead slots, never returned
@@ -184,6 +194,62 @@ def test_crash_between_index_write_and_side_table_commit(tmp_path: Path, data: A
     assert recall(reopened.search(queries, K), brute_force(ids, vectors, fields, queries, K)) >= 0.95
     reopened.save()  # 200 of 6200 dead: below compact_fraction, kept
     assert FaissStore(tmp_path / "crash", DIM, **KINDS["hnsw_sq8"]).count() == N
+
+
+@pytest.mark.parametrize("crash", ["log written, side table not", "torn record", "merged, log not removed"])
+def test_a_commit_appends_to_the_log_and_survives_a_crash_at_each_step(
+    tmp_path: Path, data: Any, crash: str
+) -> None:
+    ids, vectors, fields, queries = data
+    folder = tmp_path / "log"
+    store = build(folder, "hnsw_sq8", data)
+    store.save()
+    main_file, log_file = folder / INDEX_FILE, folder / RECENT_FILE
+    written = main_file.stat().st_mtime_ns, main_file.stat().st_size
+    extra, extra_ids = clustered(300, seed=9), np.arange(300) + 10**9
+    store.upsert(extra_ids[:200], extra[:200], [PassageFields("A")] * 200)
+    store.save()  # a small commit: appended to the log, the main index file untouched
+    assert (main_file.stat().st_mtime_ns, main_file.stat().st_size) == written
+    assert log_file.stat().st_size == 16 + 200 * (8 + 4 * DIM)
+    assert store.health()["recent"] == 200 and store.dead == 0
+    store.upsert(extra_ids[200:], extra[200:], [PassageFields("B")] * 100)
+    committed = 200
+    if crash == "log written, side table not":
+        store._recent.persist()
+        store._db.rollback()
+    elif crash == "torn record":
+        store._recent.persist()
+        store._db.rollback()
+        with open(log_file, "rb+") as log:
+            log.truncate(log_file.stat().st_size - 50)
+    else:
+        logged = log_file.read_bytes()
+        store.recent_limit = 0
+        store.save()  # the merge wrote the main index and committed; "crash" before the log is gone:
+        assert not log_file.exists()
+        log_file.write_bytes(logged)
+        committed = 300
+    reopened = FaissStore(folder, DIM, **KINDS["hnsw_sq8"])
+    assert reopened.count() == N + committed and reopened.dead == 0  # nothing lost, nothing twice
+    assert reopened.health()["recent"] == (200 if committed == 200 else 0)
+    if crash == "torn record":
+        assert log_file.stat().st_size == 16 + 299 * (8 + 4 * DIM)  # the torn 300th record cut off
+    near = [{i for i, _ in row} for row in reopened.search(extra, 5)]
+    assert all(int(extra_ids[j]) in near[j] for j in range(committed))  # SQ8 may swap near twins
+    assert not set().union(*near) & set(extra_ids[committed:].tolist())  # never committed: never returned
+    every = np.concatenate([ids, extra_ids[:committed]])
+    truth = brute_force(
+        every, np.concatenate([vectors, extra[:committed]]), [*fields] + [PassageFields("A")] * committed,
+        queries, K,
+    )  # fmt: skip
+    assert recall(reopened.search(queries, K), truth) >= 0.95
+    lone = unit(-vectors[:1])  # a new passage, unlike the rest
+    reopened.upsert([1], lone, [PassageFields("C")])
+    reopened.save()
+    again = FaissStore(folder, DIM, **KINDS["hnsw_sq8"])
+    # A skipped record's slot is never given out again (both records would replay: one vector too many).
+    assert again.count() == N + committed + 1 and again.dead == 0
+    assert again.search(lone, 1)[0][0][0] == 1
 
 
 @pytest.mark.parametrize("old_kind", ["flat", "hnsw"])

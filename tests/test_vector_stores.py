@@ -17,7 +17,7 @@ import pytest
 from patentrank.config import Settings
 from patentrank.errors import InputError
 from patentrank.index.base import VectorStore
-from patentrank.index.faiss_store import FIELDS_FILE, INDEX_FILE, FaissStore
+from patentrank.index.faiss_store import FIELDS_FILE, INDEX_FILE, RECENT_FILE, FaissStore
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.milvus_store import MilvusStore
 from patentrank.index.stores import VectorStoreError, VectorStoreUnavailable, open_vector_store
@@ -327,7 +327,10 @@ def test_faiss_unsaved_changes_are_dropped_consistently_after_a_crash(tmp_path: 
     store.upsert(ids[:100], vectors[:100], fields[:100])
     store.save()
     store.upsert(ids[100:200], vectors[100:200], fields[100:200])
-    # A crash after the index file was replaced but before the side table committed.
+    # A crash after the vector log was appended and the index file replaced (a merge), but before the
+    # side table committed.
+    store._recent.persist()
+    store._merge_recent()
     faiss.write_index(store._index, str(tmp_path / "crash" / INDEX_FILE))
     store._db.rollback()
     reopened = FaissStore(tmp_path / "crash", DIM)
@@ -337,11 +340,12 @@ def test_faiss_unsaved_changes_are_dropped_consistently_after_a_crash(tmp_path: 
     assert_same_results(got, brute_force(ids[:100], vectors[:100], fields[:100], vectors[100:110], 5))
     assert reopened.get_fields([int(ids[0]), int(ids[150])]) == {int(ids[0]): fields[0]}
     # The other way round: an older index file beside a newer side table (e.g. restored from backup).
-    older = (tmp_path / "crash" / INDEX_FILE).read_bytes()
+    older = [(tmp_path / "crash" / name).read_bytes() for name in (INDEX_FILE, RECENT_FILE)]
     reopened.upsert(ids[200:300], vectors[200:300], fields[200:300])
     reopened.save()
     reopened.close()
-    (tmp_path / "crash" / INDEX_FILE).write_bytes(older)
+    for name, content in zip((INDEX_FILE, RECENT_FILE), older, strict=True):
+        (tmp_path / "crash" / name).write_bytes(content)
     restored = FaissStore(tmp_path / "crash", DIM)
     assert restored.count() == 100 and restored.matching_ids().tolist() == sorted(ids[:100].tolist())
     assert restored.search(vectors[250], 1)[0][0][0] in set(ids[:100].tolist())

@@ -12,6 +12,7 @@ import numpy as np
 from patentrank.index import faiss_kinds
 from patentrank.index.faiss_columns import FilterColumns
 from patentrank.index.faiss_kinds import IndexPlan
+from patentrank.index.faiss_recent import RecentVectors
 from patentrank.index.filters import SearchFilter
 from patentrank.index.stores import check_queries
 
@@ -23,7 +24,9 @@ class FaissSearch:
     exactly with the bitmap as an IDSelector. The approximate kinds search a small matching set
     (at most `exact_filter_limit`, or under 2% of the passages) by brute force over the index's own
     codes; a larger one with the beam (HNSW efSearch) or the probed lists (IVF nprobe) widened by
-    1/selectivity, answering any row that comes back short by brute force.
+    1/selectivity, answering any row that comes back short by brute force. The recent vectors (slots
+    from `_main_end` on, not yet merged into the main index) are searched exactly beside it, with the
+    same bitmap, and the two lists merged by score.
     """
 
     dim: int
@@ -36,6 +39,8 @@ class FaissSearch:
     _count: int
     _columns: FilterColumns
     _index: Any
+    _recent: RecentVectors
+    _main_end: int
     _version: int
     _slots_version: int
     _slots_cache: np.ndarray
@@ -47,8 +52,8 @@ class FaissSearch:
 
     @property
     def dead(self) -> int:
-        """Vectors still in the index whose passage was replaced or deleted (non-flat kinds only)."""
-        return int(self._index.ntotal) - self._count
+        """Vectors still held whose passage was replaced or deleted (recent, or in a non-flat main index)."""
+        return int(self._index.ntotal) + self._recent.ntotal - self._count
 
     def _index_slots(self) -> np.ndarray:
         return faiss.vector_to_array(self._index.id_map).astype(np.int64)
@@ -89,33 +94,39 @@ class FaissSearch:
             allowed = self._allowed(flt)
             if self._count == 0 or (allowed is not None and len(allowed[0]) == 0):
                 return [[] for _ in range(len(matrix))]
-            if self.kind == "flat":
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(allowed[1])) if allowed else None
-                scores, slots = self._index.search(matrix, k, params=params)
-            else:
-                scores, slots = self._search_approx(matrix, k, allowed)
+            scores, slots = self._search_main(matrix, k, allowed)
+            if self._recent.ntotal:
+                recent = self._recent.search(matrix, k, None if allowed is None else allowed[1])
+                scores, slots = _best_of(k, (scores, slots), recent)
             return [
                 [(int(self._slot_ids[s]), float(d)) for s, d in zip(row_s, row_d, strict=True) if s >= 0]
                 for row_s, row_d in zip(slots, scores, strict=True)
             ]
 
-    def _search_approx(
+    def _search_main(
         self, matrix: np.ndarray, k: int, allowed: tuple[np.ndarray, np.ndarray] | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        if self._index.ntotal == 0:
+            return np.full((len(matrix), k), -np.inf, np.float32), np.full((len(matrix), k), -1, np.int64)
+        if self.kind == "flat":
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(allowed[1])) if allowed else None
+            return self._index.search(matrix, k, params=params)
         ivf = self.kind == "ivf_sq8"
         width = self.plan.nprobe if ivf else max(self.plan.ef_search, k)
         if allowed is None:
             return self._index.search(matrix, k, params=self._params(width, None))
-        n_allowed = len(allowed[0])
-        if n_allowed <= self.exact_filter_limit or n_allowed < 0.02 * self._count:
-            return self._search_exact(matrix, k, allowed[0])
+        in_main = allowed[0][: np.searchsorted(allowed[0], self._main_end)]  # slots are sorted
+        recent_live = np.count_nonzero(self._slot_ids[self._main_end : self._next_slot] >= 0)
+        main_count = self._count - int(recent_live)
+        if len(in_main) <= self.exact_filter_limit or len(in_main) < 0.02 * main_count:
+            return self._search_exact(matrix, k, in_main)
         # A filter that keeps a fraction s of the passages needs a beam (or lists) about 1/s times wider.
         limit = faiss.downcast_index(self._index.index).nlist if ivf else 4096
-        widened = max(min(int(width * self._count / n_allowed), limit), width)
+        widened = max(min(int(width * main_count / len(in_main)), limit), width)
         scores, slots = self._index.search(matrix, k, params=self._params(widened, allowed[1]))
-        short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, n_allowed))
+        short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, len(in_main)))
         if len(short):
-            scores[short], slots[short] = self._search_exact(matrix[short], k, allowed[0])
+            scores[short], slots[short] = self._search_exact(matrix[short], k, in_main)
         return scores, slots
 
     def _params(self, width: int, bitmap: np.ndarray | None) -> Any:
@@ -135,6 +146,14 @@ class FaissSearch:
         scores, found = faiss_kinds.search_all_codes(self._index, matrix, k, bitmap)
         slots = np.where(found >= 0, index_slots[np.maximum(found, 0)], -1)
         return scores, slots
+
+
+def _best_of(k: int, *lists: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The k best (score, slot) per row of several result lists; missing entries (slot -1) last."""
+    scores = np.concatenate([np.where(slots >= 0, scores, -np.inf) for scores, slots in lists], axis=1)
+    slots = np.concatenate([slots for _, slots in lists], axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(slots, order, axis=1)
 
 
 def _bitmap(members: np.ndarray, size: int) -> np.ndarray:

@@ -14,9 +14,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from patentrank.index import faiss_kinds
+from patentrank.index import faiss_fields, faiss_kinds
 from patentrank.index.faiss_columns import FilterColumns
 from patentrank.index.faiss_kinds import IndexPlan
+from patentrank.index.faiss_recent import RecentVectors
 from patentrank.index.faiss_search import FaissSearch
 from patentrank.index.filters import PassageFields
 from patentrank.index.stores import VectorStoreError, check_ids, check_upsert
@@ -24,19 +25,8 @@ from patentrank.index.stores import VectorStoreError, check_ids, check_upsert
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "vectors.faiss"
+RECENT_FILE = "vectors.recent"
 FIELDS_FILE = "fields.sqlite"
-_SQL_CHUNK = 10_000  # ids per `IN (...)` list; SQLite allows 32766 parameters
-_LOAD_CHUNK = 200_000  # side-table rows per step when loading the filter columns
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS passages (
-    id INTEGER PRIMARY KEY, slot INTEGER NOT NULL UNIQUE, patent_id TEXT NOT NULL,
-    language TEXT NOT NULL, jurisdiction TEXT NOT NULL, codes TEXT NOT NULL,
-    priority INTEGER NOT NULL, filing INTEGER NOT NULL, publication INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS passages_patent ON passages (patent_id);
-"""
 
 # BLAS for batches of 20+ queries: 5-8x faster exact search than faiss 1.15's default of 128000.
 if faiss.cvar.distance_compute_blas_threshold > 20:
@@ -46,20 +36,25 @@ if faiss.cvar.distance_compute_blas_threshold > 20:
 class FaissStore(FaissSearch):
     """Vectors in a FAISS index, the filterable fields of each passage in a SQLite table beside it.
 
-    Layout of the folder `path`: ``vectors.faiss`` (FAISS ids are internal *slots*) and
-    ``fields.sqlite`` (passage id -> slot and `PassageFields`). The index kind follows the number
-    of live passages (`IndexPlan`, module `faiss_kinds`): exact (IndexFlatIP) up to
-    `hnsw_threshold`, then HNSW over 8-bit scalar-quantised codes (IndexHNSWSQ, efSearch 256: the
-    smallest that kept recall@100 >= 0.95 under a 12% filter at 1M, docs/benchmarks-store.md). IVF
-    over SQ8 codes above `ivf_threshold` is opt-in (None by default): 2.7x less RAM and 6x faster
-    to build, but filtered recall fell to 0.77-0.91 at 1M. An upsert that takes the count into a
-    higher band converts the index at once, chunk by chunk, so a bulk load never holds more than
-    the flat band's float32 vectors. HNSW and IVF here do not remove vectors, so a replaced or
-    deleted passage leaves a dead slot that searches skip; `save()` rebuilds once dead slots pass
-    `compact_fraction`. Files written by earlier versions (flat, or HNSW over float32) open and keep working.
+    Layout of the folder `path`: ``vectors.faiss`` (FAISS ids are internal *slots*),
+    ``vectors.recent`` (the vectors added since that file was last written, module `faiss_recent`)
+    and ``fields.sqlite`` (passage id -> slot and `PassageFields`). New vectors go to an exact flat
+    index of recent vectors, searched beside the main one, and `save()` appends just them to the
+    log: a commit costs in proportion to its batch. The main index takes them in and is rewritten
+    once more than `recent_limit` have gathered, or on a conversion or compaction.
+
+    The main index's kind follows the number of live passages (`IndexPlan`, module `faiss_kinds`):
+    exact (IndexFlatIP) up to `hnsw_threshold`, then HNSW over 8-bit scalar-quantised codes
+    (IndexHNSWSQ, efSearch 256: the smallest that kept recall@100 >= 0.95 under a 12% filter at 1M,
+    docs/benchmarks-store.md). IVF over SQ8 codes above `ivf_threshold` is opt-in (None by default):
+    2.7x less RAM and 6x faster to build, but filtered recall fell to 0.77-0.91 at 1M. An upsert that
+    takes the count into a higher band converts at once, chunk by chunk. Replaced or deleted passages
+    leave dead slots (but in a flat main index) that searches skip; `save()` rebuilds once they pass
+    `compact_fraction`. Files written by earlier versions (flat, or HNSW over float32) keep working.
 
     With `mmap=True` the index is read with FAISS's memory-mapping flags: the vector codes (or the
-    IVF lists) stay in the file and the OS pages them in; the first write reads it into RAM.
+    IVF lists) stay in the file and the OS pages them in; it is read into RAM only to merge, convert,
+    compact, or delete from a flat index.
 
     Filters are evaluated over in-memory columns loaded from the side table (`FilterColumns`, the
     semantics of `SearchFilter.matches`); the matching slots go to FAISS as a bitmap IDSelector, so a
@@ -103,6 +98,7 @@ class FaissStore(FaissSearch):
         exact_filter_limit: int = 20_000,
         compact_fraction: float = 0.2,
         mmap: bool = False,
+        recent_limit: int = 50_000,
     ) -> None:
         if dim < 1:
             raise VectorStoreError(f"dim must be positive, got {dim}")
@@ -115,6 +111,9 @@ class FaissStore(FaissSearch):
         )  # fmt: skip
         self.exact_filter_limit = exact_filter_limit
         self.compact_fraction = compact_fraction
+        self.recent_limit = recent_limit
+        self._recent = RecentVectors(self.path / RECENT_FILE, dim)
+        self._main_dirty = False  # the main index in RAM holds what neither its file nor the log does
         self._lock = threading.RLock()
         self._allowed_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._version = 0
@@ -124,7 +123,7 @@ class FaissStore(FaissSearch):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path / FIELDS_FILE, check_same_thread=False)
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(faiss_fields.SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise VectorStoreError(f"cannot open the FAISS store at {str(self.path)!r}: {exc}") from exc
         self._check_dim()
@@ -153,21 +152,31 @@ class FaissStore(FaissSearch):
     def _reconcile(self) -> None:
         """Make the side table and the index agree after a crash between their two writes.
 
-        Reads the side table in chunks of `_LOAD_CHUNK` rows: at 10M passages a list of all rows
-        as Python tuples would take several GB.
+        Reads the side table in chunks of `faiss_fields.LOAD_CHUNK` rows: at 10M passages a list of
+        all rows as Python tuples would take several GB.
         """
-        slots_in_index = self._index_slots()
+        main_slots = self._index_slots()
         cursor = self._db.execute("SELECT slot, id FROM passages ORDER BY slot")
-        parts = [np.array(batch, dtype=np.int64) for batch in iter(lambda: cursor.fetchmany(_LOAD_CHUNK), [])]
+        parts = [
+            np.array(batch, dtype=np.int64)
+            for batch in iter(lambda: cursor.fetchmany(faiss_fields.LOAD_CHUNK), [])
+        ]
         rows = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
+        logged_slots, logged_vectors = self._recent.read_log()
+        # Replay a record only if its side-table row committed and no merge took it in already.
+        replay = np.isin(logged_slots, rows[:, 0]) & ~np.isin(logged_slots, main_slots)
+        self._recent.load(logged_slots[replay], logged_vectors[replay])
+        del logged_vectors
+        self._main_end = int(main_slots.max(initial=-1)) + 1
+        slots_in_index = np.concatenate([main_slots, logged_slots[replay]])
         without_vector = rows[~np.isin(rows[:, 0], slots_in_index), 1]
         if len(without_vector):
             log.warning("dropping %d passages whose vectors were never saved", len(without_vector))
-            for chunk in _chunks(without_vector):
-                self._db.execute(f"DELETE FROM passages WHERE id IN ({_marks(chunk)})", chunk.tolist())
+            faiss_fields.delete_ids(self._db, without_vector)
             self._db.commit()
             rows = rows[np.isin(rows[:, 0], slots_in_index)]
-        top = int(max(slots_in_index.max(initial=-1), rows[:, 0].max(initial=-1)))
+        # Past every slot ever written, the skipped log records' too: a reused slot would replay them.
+        top = int(max(main_slots.max(initial=-1), logged_slots.max(initial=-1), rows[:, 0].max(initial=-1)))
         self._slot_ids = np.full(top + 1, -1, dtype=np.int64)
         self._slot_ids[rows[:, 0]] = rows[:, 1]
         self._columns = FilterColumns()
@@ -175,24 +184,17 @@ class FaissStore(FaissSearch):
             "SELECT slot, language, jurisdiction, codes, priority, filing, publication "
             "FROM passages ORDER BY slot"
         )
-        for batch in iter(lambda: cursor.fetchmany(_LOAD_CHUNK), []):
+        for batch in iter(lambda: cursor.fetchmany(faiss_fields.LOAD_CHUNK), []):
             columns = list(zip(*batch, strict=True))
             self._columns.add_columns(np.array(columns[0], dtype=np.int64), *columns[1:])
         self._next_slot = top + 1
         self._count = len(rows)
-        orphans = slots_in_index[self._slot_ids[slots_in_index] < 0]
+        orphans = main_slots[self._slot_ids[main_slots] < 0]
         if len(orphans) and self.kind == "flat":
             self._writable()
             self._index.remove_ids(orphans)
 
     # ----- small helpers -----------------------------------------------------------------------
-
-    def _slots_of(self, ids: np.ndarray) -> np.ndarray:
-        found: list[tuple[int, int]] = []
-        for chunk in _chunks(ids):
-            sql = f"SELECT slot, id FROM passages WHERE id IN ({_marks(chunk)})"
-            found.extend(self._db.execute(sql, chunk.tolist()).fetchall())
-        return np.array([slot for slot, _ in found], dtype=np.int64)
 
     def _writable(self) -> None:
         """A memory-mapped index is read-only inside FAISS (adding to it aborts): read it into RAM."""
@@ -206,9 +208,11 @@ class FaissStore(FaissSearch):
         if len(slots) == 0:
             return
         self._slot_ids[slots] = -1
-        if self.kind == "flat":
-            self._index.remove_ids(slots)
-        # The other kinds keep the vectors as dead slots: searches skip them and save() compacts.
+        in_main = slots[slots < self._main_end]
+        if self.kind == "flat" and len(in_main):
+            self._writable()
+            self._index.remove_ids(in_main)  # a crash before the next write leaves orphans _reconcile drops
+        # The other kinds, and the recent vectors, keep dead slots: searches skip them, merges drop them.
 
     def _changed(self) -> None:
         self._version += 1
@@ -223,11 +227,10 @@ class FaissStore(FaissSearch):
         if len(id_array) == 0:
             return
         with self._lock:
-            self._writable()
-            old_slots = self._slots_of(id_array)
+            old_slots = faiss_fields.slots_of(self._db, id_array)
             self._drop_slots(old_slots)
             slots = np.arange(self._next_slot, self._next_slot + len(id_array), dtype=np.int64)
-            self._index.add_with_ids(matrix, slots)
+            self._recent.add(slots, matrix)
             self._db.executemany(
                 "INSERT OR REPLACE INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -247,38 +250,67 @@ class FaissStore(FaissSearch):
             self._changed()
             if faiss_kinds.rank(self.plan.kind_for(self._count)) > faiss_kinds.rank(self.kind):
                 self._rebuild()  # now, not at save(): a bulk load must not pile up float32 vectors
+            elif self._recent.ntotal > 2 * self.recent_limit:
+                self._merge_recent()  # upserts without a save: RAM stays bounded (the next save writes)
 
     def delete(self, ids: Sequence[int]) -> None:
         """Remove passages by id; unknown ids are ignored."""
         id_array = check_ids(ids)
         with self._lock:
-            slots = self._slots_of(id_array)
+            slots = faiss_fields.slots_of(self._db, id_array)
             if len(slots) == 0:
                 return
-            self._writable()
             self._drop_slots(slots)
-            for chunk in _chunks(id_array):
-                self._db.execute(f"DELETE FROM passages WHERE id IN ({_marks(chunk)})", chunk.tolist())
+            faiss_fields.delete_ids(self._db, id_array)
             self._count -= len(slots)
             self._changed()
 
     def save(self) -> None:
-        """Convert or compact the index if due, write it atomically, then commit the side table."""
+        """Make every change durable: append the recent vectors to the log, or, when a merge,
+        conversion or compaction is due, write the main index atomically; then commit the side table."""
         with self._lock:
-            if not self._dirty and (self.path / INDEX_FILE).exists():
-                return
-            self._maybe_rebuild()
             file = self.path / INDEX_FILE
-            tmp = file.with_name(file.name + ".tmp")
+            if not self._dirty and file.exists():
+                return
             try:
-                faiss.write_index(self._index, str(tmp))
-                with open(tmp, "rb+") as handle:
-                    os.fsync(handle.fileno())
-                os.replace(tmp, file)  # the index first: a crash now leaves orphans _reconcile drops
-                self._db.commit()
+                if self._main_dirty or not file.exists() or self._merge_due():
+                    self._write_main(file)
+                else:
+                    self._recent.persist()  # the log first: a crash now leaves records replay skips
+                    self._db.commit()
             except (OSError, RuntimeError, sqlite3.Error) as exc:
                 raise VectorStoreError(f"could not save the FAISS store at {self.path}: {exc}") from exc
             self._dirty = False
+
+    def _write_main(self, file: Path) -> None:
+        self._merge_recent()
+        self._maybe_rebuild()
+        tmp = file.with_name(file.name + ".tmp")
+        faiss.write_index(self._index, str(tmp))
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, file)  # the index first: a crash now leaves orphans _reconcile drops
+        self._db.commit()
+        self._recent.remove_log()  # after the commit: a crash before it leaves records replay skips
+        self._main_dirty = False
+
+    def _merge_due(self) -> bool:
+        stored = self._index.ntotal + self._recent.ntotal
+        upward = faiss_kinds.rank(self.plan.kind_for(self._count)) > faiss_kinds.rank(self.kind)
+        return upward or self._recent.ntotal > self.recent_limit or self.dead > self.compact_fraction * stored
+
+    def _merge_recent(self) -> None:
+        """Move the live recent vectors into the main index (one insertion for all of them)."""
+        if self._recent.ntotal:
+            slots = self._recent.slots()
+            live = self._slot_ids[slots] >= 0
+            if live.any():
+                self._writable()
+                self._index.add_with_ids(self._recent.vectors()[live], slots[live])
+            self._recent.clear()
+            self._main_dirty = True
+            self._changed()
+        self._main_end = self._next_slot
 
     def _maybe_rebuild(self) -> None:
         target = self.plan.kind_for(self._count)
@@ -288,6 +320,7 @@ class FaissStore(FaissSearch):
 
     def _rebuild(self) -> None:
         """Rebuild into the kind for the live count (a conversion, or a compaction dropping dead slots)."""
+        self._merge_recent()
         self._writable()
         target = self.plan.kind_for(self._count)
         if faiss_kinds.rank(target) < faiss_kinds.rank(self.kind) and self.kind != "flat":
@@ -299,6 +332,7 @@ class FaissStore(FaissSearch):
             self._index = self._new("flat")
         else:
             self._index = faiss_kinds.rebuilt(self._index, live, slots[live], target, self.plan)
+        self._main_dirty = True
         self._changed()
 
     # ----- reading -----------------------------------------------------------------------------
@@ -310,28 +344,15 @@ class FaissStore(FaissSearch):
     def get_fields(self, ids: Sequence[int]) -> dict[int, PassageFields]:
         """The stored fields of these passages (unknown ids are absent)."""
         id_array = check_ids(ids)
-        out: dict[int, PassageFields] = {}
         with self._lock:
-            for chunk in _chunks(id_array):
-                sql = (
-                    "SELECT id, patent_id, language, jurisdiction, codes, priority, filing, publication "
-                    f"FROM passages WHERE id IN ({_marks(chunk)})"
-                )
-                for pid, patent, lang, juris, codes, pri, fil, pub in self._db.execute(sql, chunk.tolist()):
-                    codes_tuple = tuple(c for c in codes.split("|") if c)
-                    out[int(pid)] = PassageFields(patent, lang, juris, codes_tuple, pri, fil, pub)
-        return out
+            return faiss_fields.fields_of(self._db, id_array)
 
     def _slots_of_patents(self, patent_ids: list[str]) -> list[int]:
-        slots: list[int] = []
-        for i in range(0, len(patent_ids), _SQL_CHUNK):
-            chunk = patent_ids[i : i + _SQL_CHUNK]
-            sql = f"SELECT slot FROM passages WHERE patent_id IN ({','.join('?' * len(chunk))})"
-            slots.extend(row[0] for row in self._db.execute(sql, chunk))
-        return slots
+        return faiss_fields.slots_of_patents(self._db, patent_ids)
 
     def health(self) -> dict[str, object]:
-        """{'ok', 'detail', 'backend', 'kind', 'count', 'dead', 'dim', 'mapped', 'path'}; never raises."""
+        """{'ok', 'detail', 'backend', 'kind', 'count', 'dead', 'recent', 'dim', 'mapped', 'path'}; never
+        raises."""
         try:
             with self._lock:
                 self._db.execute("SELECT 1").fetchone()
@@ -342,6 +363,7 @@ class FaissStore(FaissSearch):
                     "kind": self.kind,
                     "count": self._count,
                     "dead": self.dead,
+                    "recent": self._recent.ntotal,
                     "dim": self.dim,
                     "mapped": faiss_kinds.mapped_part(self.kind) if self.mapped else "",
                     "path": str(self.path),
@@ -361,11 +383,3 @@ class FaissStore(FaissSearch):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _chunks(values: np.ndarray) -> list[np.ndarray]:
-    return [values[i : i + _SQL_CHUNK] for i in range(0, len(values), _SQL_CHUNK)]
-
-
-def _marks(chunk: np.ndarray) -> str:
-    return ",".join("?" * len(chunk))
