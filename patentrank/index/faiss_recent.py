@@ -47,7 +47,7 @@ class RecentVectors:
 
     def __init__(self, path: Path, dim: int) -> None:
         self.path, self.dim = path, dim
-        self.record_bytes = 8 + 4 * dim
+        self.record = np.dtype([("slot", "<i8"), ("vector", "<f4", (dim,))])
         self.index = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -82,8 +82,7 @@ class RecentVectors:
         if not self._pending:
             return
         rows = sum(len(slots) for slots, _ in self._pending)
-        record = np.dtype([("slot", "<i8"), ("vector", "<f4", (self.dim,))])
-        out = np.empty(rows, dtype=record)
+        out = np.empty(rows, dtype=self.record)
         at = 0
         for slots, vectors in self._pending:
             out["slot"][at : at + len(slots)] = slots
@@ -115,13 +114,12 @@ class RecentVectors:
                 f"{str(self.path)!r} is not a {self.dim}-d patentrank vector log (format {FORMAT}): "
                 "restore the folder from a backup, or rebuild the index"
             )
-        whole = (len(data) - _HEADER.size) // self.record_bytes
-        end = _HEADER.size + whole * self.record_bytes
+        whole = (len(data) - _HEADER.size) // self.record.itemsize
+        end = _HEADER.size + whole * self.record.itemsize
         if end < len(data):
             with open(self.path, "rb+") as handle:  # a crash mid-append: that commit never completed
                 handle.truncate(end)
-        record = np.dtype([("slot", "<i8"), ("vector", "<f4", (self.dim,))])
-        rows = np.frombuffer(data, dtype=record, count=whole, offset=_HEADER.size)
+        rows = np.frombuffer(data, dtype=self.record, count=whole, offset=_HEADER.size)
         return rows["slot"].astype(np.int64), np.ascontiguousarray(rows["vector"], dtype=np.float32)
 
     def clear(self) -> None:
