@@ -56,8 +56,8 @@ CLUSTER_STAGES = ("chunking", "analysis", "embedding", "rows", "milvus upsert", 
 
 
 class PassageOrderEmbedder(SyntheticEmbedder):
-    """`SyntheticEmbedder` drawing each batch's vectors in passage-id order, as `PatentIndex` embeds
-    them (its docstore returns the written ids sorted), so both indexes get identical vectors."""
+    """`SyntheticEmbedder` for `ClusterIndex`, which embeds in chunking order: the vectors are a function of
+    (patent id, ordinal), so both indexes get identical vectors whatever order each embeds in."""
 
     def __init__(self, world: World) -> None:
         super().__init__(world, {})
@@ -66,10 +66,7 @@ class PassageOrderEmbedder(SyntheticEmbedder):
     def embed_documents(self, texts: Any) -> np.ndarray:
         batch, self.chunked = self.chunked, []
         assert [p.text for p in batch] == list(texts), "ClusterIndex embeds passages in chunking order"
-        order = np.argsort(np.array([p.passage_id for p in batch], np.uint64), kind="stable")
-        vectors = np.empty((len(batch), self.dim), np.float32)
-        vectors[order] = self.world.vectors([batch[i].patent_id for i in order])
-        return vectors
+        return self.world.vectors([(p.patent_id, p.ordinal) for p in batch])
 
 
 def cluster_ingest(

@@ -271,8 +271,8 @@ def render(raw: dict[str, Any]) -> str:
         "",
         "Same patents, same vectors, same queries on both sides, in one process per size: synthetic "
         f"zh/en patents chunked by each index (`benchmarks/synthetic_patents.py`), {args['dim']}-d synthetic "
-        "clustered vectors injected as the embedder (model time excluded; one embedding call per batch of "
-        f"64 patents on both sides, so the vector streams are identical: digests {digests}). {memo_note} "
+        "clustered vectors injected as the embedder (model time excluded; digests of the vectors each side "
+        f"stored: {digests}). {memo_note} "
         "Embedded: `PatentIndex.add(batch_size=64)` with the product's defaults (vector store kind by "
         f"size: {', '.join(f'{n} {k}' for n, k in kinds.items())}). "
         "Cluster: `ClusterIndex.add(batch_size=64)` "

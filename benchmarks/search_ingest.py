@@ -32,7 +32,7 @@ ANALYZER_FUNCTIONS = ("analyze", "analyze_many", "analyze_with_offsets")
 class SyntheticEmbedder:
     """Stands in for the embedder: each passage's clustered vector from `World` (no model runs)."""
 
-    def __init__(self, world: World, patent_of_text: dict[str, str]) -> None:
+    def __init__(self, world: World, patent_of_text: dict[str, tuple[str, int]]) -> None:
         self.world, self.patent_of_text = world, patent_of_text
         self.dim, self.model_name = world.dim, f"synthetic-clustered-{world.dim}d"
 
@@ -80,7 +80,7 @@ class Probe:
         def chunked(_: tuple, passages: list[Any]) -> None:
             self.passages += len(passages)
             self.chars += sum(len(p.text) for p in passages)
-            patent_of_text.update((p.text, p.patent_id) for p in passages)
+            patent_of_text.update((p.text, (p.patent_id, p.ordinal)) for p in passages)
             if len(self.sample) < 3000:
                 self.sample += [p.text for p in passages]
             if self.captured_passages is not None:

@@ -206,18 +206,27 @@ class World:
     def topics_made(self) -> np.ndarray:
         return self._topics[: self.patents_made]
 
-    def vectors(self, patent_ids: Sequence[str]) -> np.ndarray:
-        """One vector per passage, given the passages' patent ids (in the order the index embeds them)."""
-        topics = self._topics[[patent_number(p) for p in patent_ids]].astype(np.int64)
+    def vectors(self, passages: Sequence[tuple[str, int]]) -> np.ndarray:
+        """One vector per passage, given its (patent id, ordinal) in any order and batching.
+
+        A pure function of the pair: the patent's direction and each passage's noise come from a
+        generator of the patent's own (row 0: the patent, row 1 + ordinal: the passage), never from the
+        stream the patents are drawn from, so two indexes that batch or order their embedding calls
+        differently get the same vectors, and a run can regenerate any passage's vector."""
         import zlib
 
-        patent_dirs = {
-            p: unit_rows(np.random.default_rng([self.seed, zlib.crc32(p.encode())]), 1, self.dim)[0]
-            for p in set(patent_ids)
+        patent_ids = [patent for patent, _ in passages]
+        topics = self._topics[[patent_number(p) for p in patent_ids]].astype(np.int64)
+        last: dict[str, int] = {}
+        for patent, ordinal in passages:
+            last[patent] = max(last.get(patent, -1), ordinal)
+        rows = {
+            p: unit_rows(np.random.default_rng([self.seed, zlib.crc32(p.encode())]), top + 2, self.dim)
+            for p, top in last.items()
         }
         v = W_AREA * self.area_dirs[self.topic_area[topics]] + W_TOPIC * self.topic_dirs[topics]
-        v += W_PATENT * np.stack([patent_dirs[p] for p in patent_ids])
-        v += W_NOISE * unit_rows(self.np_rng, len(patent_ids), self.dim)
+        v += W_PATENT * np.stack([rows[p][0] for p in patent_ids])
+        v += W_NOISE * np.stack([rows[p][1 + o] for p, o in passages])
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -286,7 +295,7 @@ def fingerprint(size: int, dim: int = 256, seed: int = 0, batch: int = 64) -> di
         ]
         for p in chunked:
             digest.update(f"{p.passage_id}\x1f{p.text}\x1e".encode())
-        digest.update(world.vectors([p.patent_id for p in chunked]).tobytes())
+        digest.update(world.vectors([(p.patent_id, p.ordinal) for p in chunked]).tobytes())
         passages += len(chunked)
     return {"size": size, "patents": world.patents_made, "passages": passages, "sha256": digest.hexdigest()}
 
