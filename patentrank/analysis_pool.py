@@ -1,15 +1,18 @@
-"""Analysis of large batches on every core: jieba is pure Python, so threads would not help.
+"""Analysis of large batches on every core, when the segmenter is jieba's pure Python (threads would
+not help).
 
-Indexing spends most of its time in `patentrank.text.analyze` (jieba segments about 0.5 M characters
-per second on one core). Batches of at least `PARALLEL_MIN_TEXTS` texts (512) are analysed by a pool of
-worker processes, started once per process with the "spawn" method (safe in a server with threads),
-each initialising jieba once. The tokens are exactly those of `analyze`.
+With jieba alone (`PATENTRANK_SEGMENTER=jieba`, or without jieba-rs) indexing spends most of its time in
+`patentrank.text.analyze` (jieba segments about 0.5 M characters per second on one core). With jieba-rs,
+the default, one process analyses about 8,000 passages/s and the hand-off to workers costs more than it
+saves, so analysis stays in-process. With jieba alone, batches of at least `PARALLEL_MIN_TEXTS` texts
+(512) are analysed by a pool of worker processes, started once per process with the "spawn" method
+(safe in a server with threads), each initialising jieba once. The tokens are exactly those of `analyze`.
 
 Opt-in, because "spawn" re-imports the program's main module in every worker: a script without an
 `if __name__ == "__main__":` guard would run again there. The `patentrank` commands (whose console
 script has that guard) turn it on with `enable_parallel_analysis()`; library users may call it too.
 `PATENTRANK_ANALYSIS_WORKERS` overrides the number of workers: 0 or 1 keeps analysis in-process;
-otherwise, once enabled, it is the number of usable cores, at most 4. A jieba tokenizer replaced
+otherwise, once enabled, it is the number of usable cores, at most 4. A segmenter replaced
 in-process (a memoized one in the benchmarks, a stub in tests) keeps analysis in-process too, so it
 is never silently bypassed.
 """
@@ -67,7 +70,7 @@ def analyze_batch(texts: Sequence[str]) -> list[list[str]]:
         [['heat', 'exchang'], ['废热', '锅炉']]
     """
     workers = analysis_workers()
-    if len(texts) < PARALLEL_MIN_TEXTS or workers < 2 or not _real_jieba_in_use():
+    if len(texts) < PARALLEL_MIN_TEXTS or workers < 2 or not _pool_pays():
         return [text.analyze(t) for t in texts]
     pool = _get_pool(workers)
     size = -(-len(texts) // (workers * 4))  # a few chunks per worker evens out uneven texts
@@ -84,11 +87,13 @@ def _analyze_chunk(texts: list[str]) -> list[list[str]]:
     return [text.analyze(t) for t in texts]
 
 
-def _real_jieba_in_use() -> bool:
+def _pool_pays() -> bool:
+    """Only jieba's pure-Python segmenter is worth the hand-off (pickling texts and tokens): with jieba-rs
+    one process analyses faster than two workers (docs/lexical.md, "The segmenter"), and a segmenter
+    replaced in-process (memoized in the benchmarks, a stub in tests) would not reach the workers."""
     import jieba
 
-    current = text._jieba_tokenizer
-    return current is None or isinstance(current, jieba.Tokenizer)
+    return isinstance(text._jieba(), jieba.Tokenizer)
 
 
 def _get_pool(workers: int) -> ProcessPoolExecutor:

@@ -13,7 +13,16 @@ def corpus_texts(n: int) -> list[str]:
     return [f"{texts[i % len(texts)]} {i}" for i in range(n)]
 
 
-def test_large_batches_on_worker_processes_give_exactly_analyze(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def reference_jieba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jieba alone, in this process and in the workers it starts (the pool pays only with it)."""
+    monkeypatch.setenv("PATENTRANK_SEGMENTER", "jieba")
+    monkeypatch.setattr(text, "_jieba_tokenizer", None)
+
+
+def test_large_batches_on_worker_processes_give_exactly_analyze(
+    monkeypatch: pytest.MonkeyPatch, reference_jieba: None
+) -> None:
     monkeypatch.setenv("PATENTRANK_ANALYSIS_WORKERS", "2")
     texts = corpus_texts(analysis_pool.PARALLEL_MIN_TEXTS + 7)
     calls = []
@@ -23,7 +32,20 @@ def test_large_batches_on_worker_processes_give_exactly_analyze(monkeypatch: pyt
     assert calls == [2], "the batch went to the pool"
 
 
-def test_small_batches_one_worker_or_replaced_jieba_stay_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_with_jieba_rs_large_batches_stay_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from patentrank.segmenter import RustJieba
+
+    pytest.importorskip("rjieba")
+    monkeypatch.setattr(text, "_jieba_tokenizer", RustJieba())
+    monkeypatch.setattr(analysis_pool, "_get_pool", lambda w: pytest.fail("must not use the pool"))
+    monkeypatch.setenv("PATENTRANK_ANALYSIS_WORKERS", "2")
+    texts = corpus_texts(analysis_pool.PARALLEL_MIN_TEXTS + 7)
+    assert analysis_pool.analyze_batch(texts) == [text.analyze(t) for t in texts]
+
+
+def test_small_batches_one_worker_or_replaced_jieba_stay_in_process(
+    monkeypatch: pytest.MonkeyPatch, reference_jieba: None
+) -> None:
     monkeypatch.setattr(analysis_pool, "_get_pool", lambda w: pytest.fail("must not use the pool"))
     monkeypatch.setenv("PATENTRANK_ANALYSIS_WORKERS", "2")
     assert analysis_pool.analyze_batch(["heat pump"]) == [["heat", "pump"]]
