@@ -8,22 +8,18 @@ segmenter that differs (jieba-rs without the fallback, on CJK extension characte
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from benchmarks.segmenter_bench import DATA, collection_texts, han_runs
 from patentrank import text
 from patentrank.corpus import load_patents, sample_corpus_path
 from patentrank.segmenter import RustJieba, jieba_search_segmenter, reference_jieba
 
 pytest.importorskip("rjieba", reason="jieba-rs (PyPI rjieba) is not installed: the reference jieba is used")
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-HAN_RUN = re.compile(text._RUN.pattern)
 EDGE_RUNS = [
     "㐀㐁㐂",  # CJK extension A
     "𠀀𠀁中文",  # extension B (supplementary plane) before common words
@@ -34,26 +30,6 @@ EDGE_RUNS = [
     "長風破浪會有時直掛雲帆濟滄海",
     "一种基于深度学习的图像去噪方法及装置",
 ]
-
-
-def han_runs(texts: list[str]) -> list[str]:
-    return [m.group() for t in texts for m in HAN_RUN.finditer(t) if m.lastgroup == "han"]
-
-
-def collection_texts(limit_per_file: int = 4000) -> list[str]:
-    texts = []
-    for name in ("wasteheat_zh_en_title2abs", "xling_zh2en_chanemo"):
-        for file in ("corpus.jsonl", "queries.dev.jsonl"):
-            path = DATA / name / file
-            if not path.exists():
-                continue
-            with path.open(encoding="utf-8") as lines:
-                for n, line in enumerate(lines):
-                    if n >= limit_per_file:
-                        break
-                    row = json.loads(line)
-                    texts.append(" ".join(v for v in row.values() if isinstance(v, str)))
-    return texts
 
 
 def sample_texts() -> list[str]:
