@@ -3,10 +3,11 @@ not help).
 
 With jieba alone (`PATENTRANK_SEGMENTER=jieba`, or without jieba-rs) indexing spends most of its time in
 `patentrank.text.analyze` (jieba segments about 0.5 M characters per second on one core). With jieba-rs,
-the default, one process analyses about 8,000 passages/s and the hand-off to workers costs more than it
-saves, so analysis stays in-process. With jieba alone, batches of at least `PARALLEL_MIN_TEXTS` texts
-(512) are analysed by a pool of worker processes, started once per process with the "spawn" method
-(safe in a server with threads), each initialising jieba once. The tokens are exactly those of `analyze`.
+the default, one process analyses about 8,000 passages/s and two workers gain nothing once texts and
+tokens are pickled both ways (docs/lexical.md, "The segmenter"), so analysis stays in-process. With
+jieba alone, batches of at least `PARALLEL_MIN_TEXTS` texts (512) are analysed by a pool of worker
+processes, started once per process with the "spawn" method (safe in a server with threads), each
+initialising jieba once. The tokens are exactly those of `analyze`.
 
 Opt-in, because "spawn" re-imports the program's main module in every worker: a script without an
 `if __name__ == "__main__":` guard would run again there. The `patentrank` commands (whose console
