@@ -52,8 +52,21 @@ def machine_facts() -> dict[str, str]:
         "numpy": np.__version__,
         "SQLite": sqlite3.sqlite_version,
         "jieba": jieba.__version__,
+        "segmenter": _segmenter(),
         "python": platform.python_version(),
     }
+
+
+def _segmenter() -> str:
+    """Which segmenter the analyzer uses (`patentrank.segmenter`): jieba-rs (its version) or jieba."""
+    from patentrank import text
+
+    name = getattr(text._jieba(), "name", "jieba")
+    if name == "jieba-rs":
+        from importlib.metadata import version
+
+        return f"jieba-rs (rjieba {version('rjieba')}; jieba for runs outside its Han class)"
+    return "jieba"
 
 
 def _misses(value: dict[str, Any]) -> str:
