@@ -293,3 +293,53 @@ def test_health_reports_counts(store: DocStore) -> None:
     health = store.health()
     assert health["ok"] is True
     assert (health["patents"], health["passages"]) == (len(SAMPLE), len(ALL_IDS))
+
+
+def _index_names(path: Path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_no_filter_indexes_and_an_older_stores_are_dropped_on_open(tmp_path: Path) -> None:
+    """Filters run in the lexical engine and the vector store, so the store keeps no index on the filter
+    columns (each would slow every insert); an older store's are dropped when it is opened, its data
+    intact, and SQL filters still give the reference answers."""
+    import sqlite3
+
+    from patentrank.index.docstore_schema import OLD_FILTER_INDEXES
+
+    path = tmp_path / "docs.sqlite"
+    with DocStore(path) as s:
+        s.upsert_patents(SAMPLE, PASSAGES)
+    assert _index_names(path).isdisjoint(OLD_FILTER_INDEXES)
+    with sqlite3.connect(path) as conn:  # the indexes a store written by an older version has
+        for name in OLD_FILTER_INDEXES:
+            conn.execute(f"CREATE INDEX {name} ON passages({name.removeprefix('passages_')})")
+    assert set(OLD_FILTER_INDEXES) <= _index_names(path)
+    with DocStore(path) as s:
+        assert _index_names(path).isdisjoint(OLD_FILTER_INDEXES)
+        assert np.array_equal(s.pending_ids("lexical"), ALL_IDS)
+        for flt in FILTERS:
+            np.testing.assert_array_equal(s.allowed_passage_ids(flt), _reference(flt))
+
+
+def test_an_older_store_locked_by_a_writer_still_opens_with_its_indexes(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "docs.sqlite"
+    with DocStore(path) as s:
+        s.upsert_patents(SAMPLE, PASSAGES)
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("CREATE INDEX passages_priority ON passages(priority)")
+        writer.execute("BEGIN IMMEDIATE")  # another process is writing: the drop must wait, then give up
+        with DocStore(path, timeout_s=0.2) as s:
+            assert s.count_passages() == len(ALL_IDS)
+        assert "passages_priority" in _index_names(path)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with DocStore(path):
+        assert "passages_priority" not in _index_names(path)
