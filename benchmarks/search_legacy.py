@@ -11,7 +11,6 @@ from benchmarks.analysis_cache import memoized_jieba
 from benchmarks.legacy_lexical import LexicalIndex as LegacyLexicalIndex
 from benchmarks.measure import OthersCpu, disk_usage, log, progress_bar, timed_pass
 from benchmarks.synthetic_patents import FILTERS, Query
-from patentrank.index.docstore_schema import OLD_FILTER_INDEXES
 from patentrank.index.patent_index import PatentIndex
 from patentrank.text import analyze
 
@@ -67,12 +66,8 @@ def legacy_latency(
     legacy: LegacyLexicalIndex, index: PatentIndex, queries: list[Query], budget_s: float
 ) -> dict[str, Any]:
     """The old pipeline's lexical stage per query: `DocStore.allowed_passage_ids(filter)` (SQL) when
-    filtered, then `LexicalIndex.search(text, 200, allowed)`, which analyses the query. The document
-    store gets back the filter-column indexes it had then (the product's store no longer keeps them)."""
+    filtered, then `LexicalIndex.search(text, 200, allowed)`, which analyses the query."""
     docstore, out = index.docstore, {}
-    with docstore._write() as conn:
-        for name in OLD_FILTER_INDEXES:
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON passages({name.removeprefix('passages_')})")
 
     def stage(q: Query, name: str) -> dict[str, float]:
         flt = q.filter(name)

@@ -40,8 +40,11 @@ CREATE TABLE IF NOT EXISTS passages (
     publication INTEGER NOT NULL,
     UNIQUE (patent_id, ordinal)
 );
--- No index on the filter columns: searches filter inside the lexical engine and the vector store,
--- never in SQL; five more B-trees would slow every insert (docs/scale.md, "The document store").
+CREATE INDEX IF NOT EXISTS passages_priority ON passages(priority);
+CREATE INDEX IF NOT EXISTS passages_filing ON passages(filing);
+CREATE INDEX IF NOT EXISTS passages_publication ON passages(publication);
+CREATE INDEX IF NOT EXISTS passages_language ON passages(language);
+CREATE INDEX IF NOT EXISTS passages_jurisdiction ON passages(jurisdiction);
 -- What each index (stage) still has to do: 'index' a written passage or 'delete' a removed one.
 CREATE TABLE IF NOT EXISTS pending (
     passage_id INTEGER NOT NULL,
@@ -51,12 +54,6 @@ CREATE TABLE IF NOT EXISTS pending (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pending_stage ON pending(stage, action);
 """
-
-
-# Filter-column indexes that stores written before 2026-12-07 have: dropped when such a store is opened.
-OLD_FILTER_INDEXES = tuple(
-    f"passages_{column}" for column in ("priority", "filing", "publication", "language", "jurisdiction")
-)
 
 
 def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
@@ -99,22 +96,3 @@ def init_schema(conn: sqlite3.Connection, path: Path) -> None:
         )
     if version == 0:
         conn.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-    else:
-        drop_old_filter_indexes(conn)
-
-
-def drop_old_filter_indexes(conn: sqlite3.Connection) -> None:
-    """Drop the filter-column indexes of an older store (no data changes; an older patentrank still
-    reads the file). Where the file cannot be written now (read-only, locked), they stay: they cost
-    inserts time, nothing else."""
-    placeholders = ",".join("?" * len(OLD_FILTER_INDEXES))
-    sql = f"SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ({placeholders})"
-    present = [name for (name,) in conn.execute(sql, OLD_FILTER_INDEXES)]
-    if not present:
-        return
-    try:
-        drops = "".join(f"DROP INDEX IF EXISTS {name}; " for name in present)
-        conn.executescript(f"BEGIN IMMEDIATE; {drops}COMMIT;")
-    except sqlite3.OperationalError:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
