@@ -28,7 +28,7 @@ from patentrank.index.docstore_rows import (
     patent_from_row,
     patent_row,
 )
-from patentrank.index.docstore_schema import SCHEMA_VERSION, connect, init_schema
+from patentrank.index.docstore_schema import SCHEMA_VERSION, connect, init_schema, tune_for_writing
 from patentrank.index.filters import PassageFields, SearchFilter
 
 __all__ = ["DEFAULT_STAGES", "SCHEMA_VERSION", "DocStore", "UpsertResult"]
@@ -116,6 +116,9 @@ class DocStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
             conn = self._conn()
+            if not getattr(self._local, "writer", False):
+                tune_for_writing(conn)
+                self._local.writer = True
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
