@@ -199,7 +199,8 @@ def render(
         "memoized, the uncached analysis time is **estimated** as characters / the real analyzer's rate in "
         "the same run (its 1,000-patent commit analyses uncached)."
         if memo
-        else "Jieba ran for real (uncached) at every size: nothing in these tables is estimated."
+        else "The analyzer ran for real (uncached, with the segmenter named above) at every size: nothing in "
+        "these tables is estimated."
     )
     q = args.queries
     return REPORT.format(
