@@ -90,7 +90,7 @@ def _analyze_chunk(texts: list[str]) -> list[list[str]]:
 
 def _pool_pays() -> bool:
     """Only jieba's pure-Python segmenter is worth the hand-off (pickling texts and tokens): with jieba-rs
-    one process analyses faster than two workers (docs/lexical.md, "The segmenter"), and a segmenter
+    two workers are no faster than one process (docs/lexical.md, "The segmenter"), and a segmenter
     replaced in-process (memoized in the benchmarks, a stub in tests) would not reach the workers."""
     import jieba
 
