@@ -102,3 +102,15 @@ def test_segmenter_prints_nothing() -> None:
     code = "from patentrank.text import analyze; analyze('废热回收㐀'); print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok" and done.stderr == ""
+
+
+def test_one_segmenter_serves_many_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's worker threads share the process's segmenter (jieba-rs objects must not be bound to
+    the thread that made them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(text, "_jieba_tokenizer", RustJieba())
+    texts = sample_texts() * 3
+    expected = [text.analyze(t) for t in texts]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(text.analyze, texts)) == expected
