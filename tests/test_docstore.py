@@ -293,3 +293,54 @@ def test_health_reports_counts(store: DocStore) -> None:
     health = store.health()
     assert health["ok"] is True
     assert (health["patents"], health["passages"]) == (len(SAMPLE), len(ALL_IDS))
+
+
+def _identity_reference(patents: list[Patent]) -> dict:
+    from patentrank.families import stored_identity
+
+    return {p.id: stored_identity(p.title, p.abstract, p.metadata.get("family_id")) for p in patents}
+
+
+def test_identities_follow_writes_updates_and_deletes(tmp_path: Path) -> None:
+    """Collapsing reads each patent's stored identity; it must equal what the patent's own title,
+    abstract and family id give, after every kind of write (negative control: a stale row is seen)."""
+    import sqlite3
+
+    twins = [
+        dataclasses.replace(SAMPLE[0], id="CN900000001A", metadata={"family_id": 77}),
+        dataclasses.replace(SAMPLE[0], id="CN900000002A", title=SAMPLE[0].title.upper() + " ", metadata={}),
+    ]
+    patents = SAMPLE + twins
+    with DocStore(tmp_path / "docs.sqlite") as s:
+        s.upsert_patents(patents, {p.id: patent_passages(p) for p in patents})
+        ids = [p.id for p in patents]
+        assert s.get_identities(ids) == _identity_reference(patents)
+        assert s.get_identities(["CN900000001A"])["CN900000001A"].family_id == "77"
+        changed = dataclasses.replace(twins[1], abstract="Another abstract.", metadata={"family_id": "F1"})
+        s.upsert_patents([changed], {changed.id: patent_passages(changed)})
+        assert s.get_identities(ids) == _identity_reference([*SAMPLE, twins[0], changed])
+        s.delete_patents([twins[0].id])
+        assert twins[0].id not in s.get_identities(ids)
+        assert s.get_identities(ids) == _identity_reference([*SAMPLE, changed])
+    with sqlite3.connect(tmp_path / "docs.sqlite") as conn:
+        conn.execute("UPDATE identities SET text_key = 'stale' WHERE id = ?", (SAMPLE[1].id,))
+    with DocStore(tmp_path / "docs.sqlite") as s:
+        assert s.get_identities(ids) != _identity_reference([*SAMPLE, changed])
+
+
+def test_a_version_1_store_gets_its_identities_on_open(tmp_path: Path) -> None:
+    import sqlite3
+
+    from patentrank.index.docstore_schema import SCHEMA_VERSION
+
+    path = tmp_path / "docs.sqlite"
+    with DocStore(path) as s:
+        s.upsert_patents(SAMPLE, PASSAGES)
+    with sqlite3.connect(path) as conn:  # what version 1 wrote: no identities table
+        conn.execute("DROP TABLE identities")
+        conn.execute("PRAGMA user_version = 1")
+    with DocStore(path) as s:
+        assert s.get_identities([p.id for p in SAMPLE]) == _identity_reference(SAMPLE)
+        assert np.array_equal(s.pending_ids("lexical"), ALL_IDS)  # nothing else touched
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

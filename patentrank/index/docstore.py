@@ -15,7 +15,7 @@ import orjson
 from patentrank.chunking import Passage
 from patentrank.corpus import Patent
 from patentrank.errors import InputError, PatentrankError
-from patentrank.families import Identity, identity
+from patentrank.families import FAMILY_ID_KEY, Identity
 from patentrank.index.docstore_rows import (
     FIELD_COLUMNS,
     JSON_IDS,
@@ -28,7 +28,13 @@ from patentrank.index.docstore_rows import (
     patent_from_row,
     patent_row,
 )
-from patentrank.index.docstore_schema import SCHEMA_VERSION, connect, init_schema, tune_for_writing
+from patentrank.index.docstore_schema import (
+    SCHEMA_VERSION,
+    connect,
+    identity_row,
+    init_schema,
+    tune_for_writing,
+)
 from patentrank.index.filters import PassageFields, SearchFilter
 
 __all__ = ["DEFAULT_STAGES", "SCHEMA_VERSION", "DocStore", "UpsertResult"]
@@ -196,6 +202,11 @@ class DocStore:
         conn.execute(
             "INSERT OR REPLACE INTO patents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", patent_row(patent, digest)
         )
+        family = patent.metadata.get(FAMILY_ID_KEY)
+        conn.execute(
+            "INSERT OR REPLACE INTO identities VALUES (?,?,?)",
+            identity_row(patent.id, patent.title, patent.abstract, family),
+        )
         try:
             conn.executemany(
                 "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?,?,?)", passage_rows(patent, passages)
@@ -218,6 +229,7 @@ class DocStore:
             removed = [r[0] for r in conn.execute(sql, params)]
             conn.execute(f"DELETE FROM passages WHERE patent_id IN {JSON_IDS}", params)
             conn.execute(f"DELETE FROM patents WHERE id IN {JSON_IDS}", params)
+            conn.execute(f"DELETE FROM identities WHERE id IN {JSON_IDS}", params)
             self._journal(conn, removed, "delete")
         return as_array(removed)
 
@@ -271,14 +283,11 @@ class DocStore:
         return {patent.id: patent for patent in patents}
 
     def get_identities(self, ids: Iterable[str]) -> dict[str, Identity]:
-        """`families.Identity` (family id, normalised title + abstract) of the stored patents among
-        `ids`; reads only those columns, so collapsing a few hundred candidates stays cheap."""
-        sql = (
-            "SELECT id, title, abstract, json_extract(metadata, '$.family_id') FROM patents "
-            f"WHERE id IN {JSON_IDS}"
-        )
+        """`families.stored_identity` (family id, digest of the normalised title + abstract) of the
+        stored patents among `ids`, from the narrow identities table written with each patent."""
+        sql = f"SELECT id, family_id, text_key FROM identities WHERE id IN {JSON_IDS}"
         rows = self._conn().execute(sql, (orjson.dumps(list(ids)).decode(),))
-        return {r[0]: identity(r[1], r[2], r[3]) for r in rows}
+        return {r[0]: Identity(r[1], r[2]) for r in rows}
 
     def _select_ids(self, columns: str, ids: Iterable[int] | np.ndarray) -> sqlite3.Cursor:
         sql = f"SELECT {columns} FROM passages WHERE passage_id IN {JSON_IDS} ORDER BY passage_id"
