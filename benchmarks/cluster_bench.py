@@ -45,7 +45,7 @@ from benchmarks.cluster_bench_report import (
     rows_digest,
 )
 from benchmarks.measure import OthersCpu, StageClock, log, progress_bar
-from benchmarks.search_ingest import SyntheticEmbedder, ingest
+from benchmarks.search_ingest import SyntheticEmbedder, fresh_probe, ingest
 from benchmarks.search_queries import MODES, RETRIEVE_K, recall, selectivity
 from benchmarks.synthetic_patents import FILTERS, World, make_queries
 from benchmarks.vector_log import VectorLog
@@ -281,7 +281,8 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     embedded = cluster = server = None
     if "embedded" in sides:
         log(f"== {size:,} passages, {args.dim}-d ({'jieba memoized' if memo else 'real analysis'}): embedded")
-        probe, result["embedded_ingest"] = ingest(world, work / "index", work / "embedded.f32", memo, None)
+        probe = fresh_probe(world, work / "index", work / "embedded.f32", None)
+        result["embedded_ingest"] = ingest(probe, memo)
         probe.clock.undo()
         probe.vector_log.finish()
         embedded, logs["embedded"] = probe.index, probe.vector_log

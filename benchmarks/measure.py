@@ -36,9 +36,12 @@ class OthersCpu:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.cores = self.so_far()
+
+    def so_far(self) -> float:
         now = (time.perf_counter(), _machine_busy_s(), sum(os.times()[:2]))
         wall, busy, own = (a - b for a, b in zip(now, self.start, strict=True))
-        self.cores = max(0.0, (busy - own) / wall) if wall > 0 else 0.0
+        return max(0.0, (busy - own) / wall) if wall > 0 else 0.0
 
 
 def _machine_busy_s() -> float:

@@ -36,6 +36,7 @@ from benchmarks.search_ingest import commit_batch, ingest
 from benchmarks.search_legacy import build_legacy, legacy_latency
 from benchmarks.search_queries import pipeline_latency, recall, selectivity, store_latency
 from benchmarks.search_report import machine_facts, render
+from benchmarks.search_resume import BuildRecord, with_earlier_parts
 from benchmarks.synthetic_patents import World, make_queries
 
 COMMIT_PATENTS = 1000
@@ -47,12 +48,24 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
 
     enable_parallel_analysis()  # as the patentrank commands do; a memoized jieba stays in-process
     work = bench.RESULTS_DIR / "search-work" / str(size)
-    shutil.rmtree(work, ignore_errors=True)
     started, memo = time.perf_counter(), size > args.real_analysis_max
+    record = BuildRecord.saved(work, size, args.dim, args.seed, args.hnsw_threshold) if args.resume else None
+    if record is None:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        record = BuildRecord.new(work, size, args.dim, args.seed, args.hnsw_threshold)
     log(f"== {size:,} passages, {args.dim}-d: indexing ({'jieba memoized' if memo else 'real analysis'})")
     world = World(size, args.dim, args.seed)
-    probe, stats = ingest(world, work / "index", work / "vectors.f32", memo, args.hnsw_threshold)
+    probe = record.open(world, args.hnsw_threshold)
     index = probe.index
+    if record.data["built"] is None:
+        stats = with_earlier_parts(ingest(probe, memo, record), record.earlier_parts())
+        record.data["built"] = stats
+        record.write()
+    else:  # built by an earlier part; finish what a stop during the commit below left in the journal
+        stats = record.data["built"]
+        index.sync()
+        record.fill_log_gaps(probe)
     log(f"  indexed {stats['passages']:,} passages in {stats['total_s']:.1f} s: {stats['stages_s']}")
     result: dict[str, Any] = {
         "size": size,
@@ -68,8 +81,11 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         with bench.RssSampler(0.05) as rss:
             legacy, result["legacy_build"] = build_legacy(index, work / "legacy-lexical", per_checkpoint)
         result["rss"]["legacy build"] = rss.peak_bytes
-    new_patents = [world.next_patent() for _ in range(COMMIT_PATENTS)]  # generated before the clock starts
-    result["commit"] = commit_batch(probe, new_patents, legacy)
+    if record.data["commit"] is None:
+        new_patents = [world.next_patent() for _ in range(COMMIT_PATENTS)]  # made before the clock starts
+        record.data["commit"] = commit_batch(probe, new_patents, legacy)
+        record.committed(probe)
+    result["commit"] = record.data["commit"]
     result["rss"]["1,000-patent commit"] = result["commit"]["rss_peak_bytes"]
     log(f"  one commit of {COMMIT_PATENTS:,} patents: {result['commit']}")
     probe.clock.undo()  # queries run without the timing wrappers
@@ -135,6 +151,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the index folders in benchmarks/results")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the last commit of a stopped build of this size (see benchmarks/search_resume.py)",
+    )
     parser.add_argument("--out", default="docs/benchmarks.md", help="markdown file to update; '-' for none")
     parser.add_argument(
         "--render", default="", metavar="JSON[,JSON...]", help="measure nothing: report earlier raw results"

@@ -35,10 +35,12 @@ class SyntheticEmbedder:
     def __init__(self, world: World, patent_of_text: dict[str, tuple[str, int]]) -> None:
         self.world, self.patent_of_text = world, patent_of_text
         self.dim, self.model_name = world.dim, f"synthetic-clustered-{world.dim}d"
+        self.keep_texts = False  # while a resumed build's `sync` embeds the passages of many batches
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.world.vectors([self.patent_of_text[t] for t in texts])
-        self.patent_of_text.clear()  # one call per PatentIndex batch, after its chunking
+        if not self.keep_texts:
+            self.patent_of_text.clear()  # one call per PatentIndex batch, after its chunking
         return vectors
 
 
@@ -124,32 +126,45 @@ def _stage_seconds(clock: StageClock, total: float, generation: float) -> dict[s
     return stages
 
 
-def open_index(world: World, folder: Path, hnsw_threshold: int | None) -> PatentIndex:
+def open_index(
+    world: World, folder: Path, hnsw_threshold: int | None, read_only: bool = False
+) -> PatentIndex:
     options = {} if hnsw_threshold is None else {"hnsw_threshold": hnsw_threshold}
-    return PatentIndex(folder, embedder=SyntheticEmbedder(world, {}), vector_options=options)
+    return PatentIndex(
+        folder, embedder=SyntheticEmbedder(world, {}), vector_options=options, read_only=read_only
+    )
 
 
-def ingest(
-    world: World,
-    folder: Path,
-    log_path: Path,
-    memo_jieba: bool,
-    hnsw_threshold: int | None,
-    batch_size: int = 64,
-) -> tuple[Probe, dict[str, Any]]:
-    """`PatentIndex.add` end to end with the product's defaults (checkpoints of 5,000 patents, the CLI's
-    batches of 64 with an embedder), each stage timed inside that one run."""
-    index = open_index(world, folder, hnsw_threshold)
-    probe = Probe(index, world, VectorLog(log_path, world.dim))
+def fresh_probe(world: World, folder: Path, log_path: Path, hnsw_threshold: int | None) -> Probe:
+    """A new index in `folder` with the timing probe installed and an empty vector log."""
+    probe = Probe(open_index(world, folder, hnsw_threshold), world, VectorLog(log_path, world.dim))
     probe.install()
+    return probe
+
+
+def ingest(probe: Probe, memo_jieba: bool, record: Any = None, batch_size: int = 64) -> dict[str, Any]:
+    """`PatentIndex.add` end to end with the product's defaults (checkpoints of 5,000 patents, the CLI's
+    batches of 64 with an embedder), each stage timed inside that one run; `record` (a
+    `search_resume.BuildRecord`, optional) is written at every commit. A resumed build first finishes
+    the journal (`sync`, as opening an index after a crash does), on the clock."""
+    index, world = probe.index, probe.world
+    if record is not None:
+        record.begin_part(probe)
     bar = progress_bar(world.size, "indexing")
+    bar.update(probe.passages)
     try:
         with memoized_jieba(memo_jieba), bench.RssSampler(0.05) as rss, OthersCpu() as others:
             start = time.perf_counter()
+            synced = index.sync()
+            if record is not None:
+                record.fill_log_gaps(probe)
             report = index.add(
                 world.patents(lambda: probe.passages),
                 batch_size=batch_size,
                 progress=lambda _: bar.update(probe.passages - bar.n),
+                on_commit=None
+                if record is None
+                else lambda _: record.checkpoint(probe, rss.peak_bytes, others, time.perf_counter() - start),
             )
             total = time.perf_counter() - start
     finally:
@@ -158,8 +173,10 @@ def ingest(
     commits = _commit_laps(probe)
     stats = {
         "passages": probe.passages,
-        "patents": report.added,
+        "patents": world.patents_made,
         "chars": probe.chars,
+        "synced_at_start": synced,
+        "added_in_last_part": report.added,
         "total_s": total,
         "stages_s": stages,
         "memo_jieba": memo_jieba,
@@ -172,10 +189,10 @@ def ingest(
         "vector_kind": str(getattr(index.vectors, "kind", "?")),
         "lexical_health": _lexical_health(index),
         "lexical_dir": Path(index.lexical.path).name + "/",
-        "disk_bytes": disk_usage(folder),
+        "disk_bytes": disk_usage(Path(index.path)),
         "wrapped": probe.clock.wrapped,
     }
-    return probe, stats
+    return stats
 
 
 def _commit_laps(probe: Probe) -> list[float]:

@@ -8,6 +8,7 @@ independently of the stores under test.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,41 @@ class VectorLog:
         self.codes: dict[str, int] = {}  # normalised IPC code -> bit
         self.jurisdictions: dict[str, int] = {"": 0}
         self.column: dict[str, np.ndarray] = {}
+        self._saved_rows = 0  # rows whose columns `save_new_rows` has written
+
+    def save_new_rows(self, folder: Path) -> dict[str, Any]:
+        """Write the columns of the rows appended since the last call to `folder/<rows>.npz`, flush the
+        vectors, and return what `reopen` needs (so a stopped run can go on from here)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        folder.mkdir(parents=True, exist_ok=True)
+        columns = {n: np.concatenate(v) for n, v in self._columns.items()} if self._columns else {}
+        self._columns = {n: [v] for n, v in columns.items()}
+        new = {n: v[self._saved_rows :] for n, v in columns.items()}
+        if self.rows > self._saved_rows:
+            np.savez(folder / f"{self.rows:012d}.npz", **new)
+        self._saved_rows = self.rows
+        return {"rows": self.rows, "codes": self.codes, "jurisdictions": self.jurisdictions}
+
+    @classmethod
+    def reopen(cls, path: Path, dim: int, folder: Path, saved: dict[str, Any]) -> VectorLog:
+        """The log as `save_new_rows` left it: vectors past the saved rows cut off, columns read back."""
+        log = cls.__new__(cls)
+        log.path, log.dim, log.rows = path, dim, int(saved["rows"])
+        log.codes, log.jurisdictions = dict(saved["codes"]), dict(saved["jurisdictions"])
+        chunks = sorted(folder.glob("*.npz"))
+        for stale in [f for f in chunks if int(f.stem) > log.rows]:  # saved, then stopped before recorded
+            stale.unlink()
+        chunks = [f for f in chunks if int(f.stem) <= log.rows]
+        parts = [dict(np.load(f)) for f in chunks]
+        log._columns = {n: [np.concatenate([p[n] for p in parts])] for n in parts[0]} if parts else {}
+        if sum(len(p["id"]) for p in parts) != log.rows:
+            raise RuntimeError(f"the vector log's saved columns in {folder} do not add up to {log.rows} rows")
+        log._saved_rows, log.column = log.rows, {}
+        log._file = open(path, "r+b")  # noqa: SIM115 - kept open while the index is written
+        log._file.truncate(log.rows * dim * 4)
+        log._file.seek(0, os.SEEK_END)
+        return log
 
     def append(self, ids: Sequence[int], vectors: np.ndarray, fields: Sequence[PassageFields]) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
