@@ -40,14 +40,13 @@ from benchmarks.search_resume import BuildRecord, with_earlier_parts
 from benchmarks.synthetic_patents import World, make_queries
 
 COMMIT_PATENTS = 1000
-CHECKPOINT_PATENTS = 5000  # PatentIndex.add's default checkpoint_every
 
 
 def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     from patentrank.analysis_pool import enable_parallel_analysis
 
     enable_parallel_analysis()  # as the patentrank commands do; a memoized jieba stays in-process
-    work = bench.RESULTS_DIR / "search-work" / str(size)
+    work = Path(args.results) / "search-work" / str(size)
     started, memo = time.perf_counter(), size > args.real_analysis_max
     record = BuildRecord.saved(work, size, args.dim, args.seed, args.hnsw_threshold) if args.resume else None
     if record is None:
@@ -59,7 +58,8 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     probe = record.open(world, args.hnsw_threshold)
     index = probe.index
     if record.data["built"] is None:
-        stats = with_earlier_parts(ingest(probe, memo, record), record.earlier_parts())
+        stats = ingest(probe, memo, record, checkpoint_every=args.checkpoint_every)
+        stats = with_earlier_parts(stats, record.earlier_parts())
         record.data["built"] = stats
         record.write()
     else:  # built by an earlier part; finish what a stop during the commit below left in the journal
@@ -77,7 +77,7 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     result["rss"]["indexing"] = stats["rss_peak_bytes"]
     legacy = None
     if size <= args.legacy_max:
-        per_checkpoint = round(stats["passages"] / max(stats["patents"], 1) * CHECKPOINT_PATENTS)
+        per_checkpoint = round(stats["passages"] / max(stats["patents"], 1) * args.checkpoint_every)
         with bench.RssSampler(0.05) as rss:
             legacy, result["legacy_build"] = build_legacy(index, work / "legacy-lexical", per_checkpoint)
         result["rss"]["legacy build"] = rss.peak_bytes
@@ -150,6 +150,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="override the FaissStore's hnsw_threshold (default: the product's)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=5000,
+        help="patents per commit of the build (default: PatentIndex.add's)",
+    )
+    parser.add_argument(
+        "--results", default=str(bench.RESULTS_DIR), help="folder of the raw results and the index folders"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the index folders in benchmarks/results")
     parser.add_argument(
         "--resume",
@@ -203,8 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     command = ".venv/bin/python -m benchmarks.search_bench " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
-    bench.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    raw_path = bench.RESULTS_DIR / f"search-{'-'.join(map(str, sizes))}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    results_dir = Path(args.results)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    raw_path = results_dir / f"search-{'-'.join(map(str, sizes))}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     start = time.perf_counter()
     results = []
     for size in sizes:  # each size in a fresh process, so its peak RSS is its own

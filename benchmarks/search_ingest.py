@@ -142,7 +142,9 @@ def fresh_probe(world: World, folder: Path, log_path: Path, hnsw_threshold: int 
     return probe
 
 
-def ingest(probe: Probe, memo_jieba: bool, record: Any = None, batch_size: int = 64) -> dict[str, Any]:
+def ingest(
+    probe: Probe, memo_jieba: bool, record: Any = None, batch_size: int = 64, checkpoint_every: int = 5000
+) -> dict[str, Any]:
     """`PatentIndex.add` end to end with the product's defaults (checkpoints of 5,000 patents, the CLI's
     batches of 64 with an embedder), each stage timed inside that one run; `record` (a
     `search_resume.BuildRecord`, optional) is written at every commit. A resumed build first finishes
@@ -161,6 +163,7 @@ def ingest(probe: Probe, memo_jieba: bool, record: Any = None, batch_size: int =
             report = index.add(
                 world.patents(lambda: probe.passages),
                 batch_size=batch_size,
+                checkpoint_every=checkpoint_every,
                 progress=lambda _: bar.update(probe.passages - bar.n),
                 on_commit=None
                 if record is None
