@@ -202,6 +202,15 @@ def render(
         else "The analyzer ran for real (uncached, with the segmenter named above) at every size: nothing in "
         "these tables is estimated."
     )
+    resumed = [f"{_n(r)} in {r['ingest']['parts']} parts" for r in results if r["ingest"].get("parts", 1) > 1]
+    if resumed:
+        memo_note += (
+            f" **Builds resumed: {', '.join(resumed)}.** A working session here stops its processes when it "
+            "ends, so a build that outlasts one went on from its last commit (`--resume`, "
+            "`benchmarks/search_resume.py`, tested to give the same index and ground truth as an unbroken "
+            "build). Its indexing time is the sum of the parts up to their last commits plus the work "
+            "redone after each stop (the journal's sync); its RSS is the largest part's."
+        )
     q = args.queries
     return REPORT.format(
         when=when or f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}",
