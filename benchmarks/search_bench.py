@@ -197,7 +197,9 @@ def render_saved(paths: list[Path], out: str) -> None:
     ]
     seconds = sum(run.get("elapsed_s", sum(r["elapsed_s"] for r in run["results"])) for run in runs)
     when = " and ".join(run["measured_at"] for run in runs if "measured_at" in run) or None
-    section = render(results, runs[-1]["facts"], args, seconds, "` and `".join(commands), when)
+    facts = dict(runs[-1]["facts"])
+    facts["commit"] = ", ".join(dict.fromkeys(run["facts"].get("commit", "not recorded") for run in runs))
+    section = render(results, facts, args, seconds, "` and `".join(commands), when)
     bench.replace_markdown_section(bench.REPO_ROOT / out, "Search", section)
     log(f"wrote the Search section of {out} from {len(runs)} runs")
 

@@ -54,7 +54,20 @@ def machine_facts() -> dict[str, str]:
         "jieba": jieba.__version__,
         "segmenter": _segmenter(),
         "python": platform.python_version(),
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The checkout measured (a run from a frozen worktree names its own commit), "+" if it has changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=bench.REPO_ROOT, capture_output=True, text=True, timeout=30)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _segmenter() -> str:
