@@ -47,6 +47,9 @@ class RecentVectors:
 
     def __init__(self, path: Path, dim: int) -> None:
         self.path, self.dim = path, dim
+        # The log of the vectors a background merge is taking into the main index (`rotate_log`): kept
+        # until the main index file that holds them is written.
+        self.merging_path = path.with_name(path.name + ".merging")
         self.record = np.dtype([("slot", "<i8"), ("vector", "<f4", (dim,))])
         self.index = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -100,27 +103,69 @@ class RecentVectors:
         self._pending.clear()
 
     def read_log(self) -> tuple[np.ndarray, np.ndarray]:
-        """(slots, vectors) of every whole record in the log; a torn last record is cut off the file."""
+        """(slots, vectors) of every whole record in the logs (the merging one first), each slot once; a
+        torn last record is cut off its file."""
+        parts = [self._read_file(self.merging_path), self._read_file(self.path)]
+        slots = np.concatenate([slots for slots, _ in parts])
+        vectors = np.concatenate([vectors for _, vectors in parts])
+        # A crash while `rotate_log` appended leaves records in both files: a slot is never reused, so
+        # its two copies are the same vector.
+        _, first = np.unique(slots, return_index=True)
+        if len(first) < len(slots):
+            keep = np.sort(first)
+            slots, vectors = slots[keep], vectors[keep]
+        return slots, np.ascontiguousarray(vectors)
+
+    def _read_file(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         empty = np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
-        if not self.path.exists():
+        if not path.exists():
             return empty
-        data = self.path.read_bytes()
+        data = path.read_bytes()
         if len(data) < _HEADER.size:
-            self.path.unlink()  # a crash while writing the header: nothing was acknowledged
+            path.unlink()  # a crash while writing the header: nothing was acknowledged
             return empty
         magic, fmt, dim, _ = _HEADER.unpack_from(data)
         if magic != MAGIC or fmt != FORMAT or dim != self.dim:
             raise VectorStoreError(
-                f"{str(self.path)!r} is not a {self.dim}-d patentrank vector log (format {FORMAT}): "
+                f"{str(path)!r} is not a {self.dim}-d patentrank vector log (format {FORMAT}): "
                 "restore the folder from a backup, or rebuild the index"
             )
         whole = (len(data) - _HEADER.size) // self.record.itemsize
         end = _HEADER.size + whole * self.record.itemsize
         if end < len(data):
-            with open(self.path, "rb+") as handle:  # a crash mid-append: that commit never completed
+            with open(path, "rb+") as handle:  # a crash mid-append: that commit never completed
                 handle.truncate(end)
         rows = np.frombuffer(data, dtype=self.record, count=whole, offset=_HEADER.size)
         return rows["slot"].astype(np.int64), np.ascontiguousarray(rows["vector"], dtype=np.float32)
+
+    def rotate_log(self) -> None:
+        """Make the log (everything persisted so far) the merging log, so that later commits append to a
+        new log while a background merge takes these vectors into the main index. A merging log left by
+        a crash still holds records the main index lacks: the log is appended to it instead."""
+        try:
+            if not self.path.exists():
+                return
+            if not self.merging_path.exists():
+                os.replace(self.path, self.merging_path)
+                return
+            data = self.path.read_bytes()[_HEADER.size :]
+            with open(self.merging_path, "ab") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.path.unlink()
+        except OSError as exc:
+            raise VectorStoreError(f"could not hand {self.path} to a merge: {exc}") from exc
+
+    def drop_first(self, n: int) -> None:
+        """Forget the first `n` rows in RAM (a background merge took them into the main index); rows
+        added since stay, with what is not yet persisted."""
+        rest = self.ntotal - n
+        slots = self.slots()[n:]
+        vectors = self.index.index.reconstruct_n(n, rest) if rest > 0 else None
+        self.index = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
+        if vectors is not None:
+            self.index.add_with_ids(vectors, slots)
 
     def clear(self) -> None:
         """Forget everything in RAM (after a merge into the main index)."""
@@ -128,8 +173,16 @@ class RecentVectors:
         self._pending.clear()
 
     def remove_log(self) -> None:
-        """Delete the log: call only once the main index file holds every record (and is fsynced)."""
+        """Delete both logs: call only once the main index file holds every record (and is fsynced)."""
+        self.remove_merging_log()
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
             raise VectorStoreError(f"could not remove {self.path}: {exc}") from exc
+
+    def remove_merging_log(self) -> None:
+        """Delete the merging log: call only once the main index file holds its records (fsynced)."""
+        try:
+            self.merging_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise VectorStoreError(f"could not remove {self.merging_path}: {exc}") from exc

@@ -33,6 +33,8 @@ class FaissSearch:
     plan: IndexPlan
     exact_filter_limit: int
     _lock: threading.RLock
+    _main_lock: threading.RLock
+    _main_ntotal: int
     _allowed_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]]
     _slot_ids: np.ndarray
     _next_slot: int
@@ -53,7 +55,7 @@ class FaissSearch:
     @property
     def dead(self) -> int:
         """Vectors still held whose passage was replaced or deleted (recent, or in a non-flat main index)."""
-        return int(self._index.ntotal) + self._recent.ntotal - self._count
+        return self._main_ntotal + self._recent.ntotal - self._count
 
     def _index_slots(self) -> np.ndarray:
         return faiss.vector_to_array(self._index.id_map).astype(np.int64)
@@ -90,7 +92,7 @@ class FaissSearch:
     ) -> list[list[tuple[int, float]]]:
         """For each query row, up to k (passage id, inner product) pairs, best first, all matching `flt`."""
         matrix = check_queries(queries, k, self.dim)
-        with self._lock:
+        with self._main_lock, self._lock:  # in this order everywhere: a background merge holds the first
             allowed = self._allowed(flt)
             if self._count == 0 or (allowed is not None and len(allowed[0]) == 0):
                 return [[] for _ in range(len(matrix))]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -14,9 +14,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from patentrank.index import faiss_fields, faiss_kinds
+from patentrank.index import faiss_fields, faiss_kinds, faiss_merge
 from patentrank.index.faiss_columns import FilterColumns
 from patentrank.index.faiss_kinds import IndexPlan
+from patentrank.index.faiss_merge import BackgroundMerges
 from patentrank.index.faiss_recent import RecentVectors
 from patentrank.index.faiss_search import FaissSearch
 from patentrank.index.filters import PassageFields
@@ -33,7 +34,7 @@ if faiss.cvar.distance_compute_blas_threshold > 20:
     faiss.cvar.distance_compute_blas_threshold = 20
 
 
-class FaissStore(FaissSearch):
+class FaissStore(FaissSearch, BackgroundMerges):
     """Vectors in a FAISS index, the filterable fields of each passage in a SQLite table beside it.
 
     Layout of the folder `path`: ``vectors.faiss`` (FAISS ids are internal *slots*),
@@ -56,11 +57,9 @@ class FaissStore(FaissSearch):
     IVF lists) stay in the file and the OS pages them in; it is read into RAM only to merge, convert,
     compact, or delete from a flat index.
 
-    Filters are evaluated over in-memory columns loaded from the side table (`FilterColumns`, the
-    semantics of `SearchFilter.matches`); the matching slots go to FAISS as a bitmap IDSelector, so a
-    filtered query returns k results whenever k passages match (a brute-force pass over the
-    matching codes for small matching sets; a widened beam or more probed lists otherwise, falling
-    back to brute force for any row that comes back short).
+    Filters are evaluated over in-memory columns loaded from the side table (`FilterColumns`), inside
+    the search (`FaissSearch`). Past `recent_limit`, a compressed main index takes the recent vectors
+    in on a background thread (`faiss_merge`), so that commit does not wait for the graph insertion.
 
     Example (three-dimensional vectors; an embedder's have 384 or 1024):
         >>> import tempfile
@@ -99,6 +98,7 @@ class FaissStore(FaissSearch):
         compact_fraction: float = 0.2,
         mmap: bool = False,
         recent_limit: int = 50_000,
+        background_merges: bool = True,
     ) -> None:
         if dim < 1:
             raise VectorStoreError(f"dim must be positive, got {dim}")
@@ -114,7 +114,11 @@ class FaissStore(FaissSearch):
         self.recent_limit = recent_limit
         self._recent = RecentVectors(self.path / RECENT_FILE, dim)
         self._main_dirty = False  # the main index in RAM holds what neither its file nor the log does
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the store's state; taken after `_main_lock` where both are
+        self._main_lock = threading.RLock()  # the main index: held by a background merge while it inserts
+        self.background_merges = background_merges
+        self._merger: threading.Thread | None = None
+        self._merge_error: BaseException | None = None
         self._allowed_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._version = 0
         self._slots_version = -1
@@ -193,6 +197,7 @@ class FaissStore(FaissSearch):
         if len(orphans) and self.kind == "flat":
             self._writable()
             self._index.remove_ids(orphans)
+        self._main_ntotal = int(self._index.ntotal)
 
     # ----- small helpers -----------------------------------------------------------------------
 
@@ -212,6 +217,7 @@ class FaissStore(FaissSearch):
         if self.kind == "flat" and len(in_main):
             self._writable()
             self._index.remove_ids(in_main)  # a crash before the next write leaves orphans _reconcile drops
+            self._main_ntotal = int(self._index.ntotal)
         # The other kinds, and the recent vectors, keep dead slots: searches skip them, merges drop them.
 
     def _changed(self) -> None:
@@ -226,7 +232,7 @@ class FaissStore(FaissSearch):
         id_array, matrix, fields = check_upsert(ids, vectors, fields, self.dim)
         if len(id_array) == 0:
             return
-        with self._lock:
+        with self._main_lock_if_flat(), self._lock:  # a replaced passage leaves a flat main index at once
             old_slots = faiss_fields.slots_of(self._db, id_array)
             self._drop_slots(old_slots)
             slots = np.arange(self._next_slot, self._next_slot + len(id_array), dtype=np.int64)
@@ -248,15 +254,18 @@ class FaissStore(FaissSearch):
             self._columns.add(slots, fields)
             self._count += len(id_array) - len(old_slots)
             self._changed()
-            if faiss_kinds.rank(self.plan.kind_for(self._count)) > faiss_kinds.rank(self.kind):
-                self._rebuild()  # now, not at save(): a bulk load must not pile up float32 vectors
-            elif self._recent.ntotal > 2 * self.recent_limit:
-                self._merge_recent()  # upserts without a save: RAM stays bounded (the next save writes)
+        if self._upward() or self._recent.ntotal > 2 * self.recent_limit:
+            self.wait_for_merge()
+            with self._main_lock, self._lock:
+                if self._upward():
+                    self._rebuild()  # now, not at save(): a bulk load must not pile up float32 vectors
+                elif self._recent.ntotal > 2 * self.recent_limit:
+                    self._merge_recent()  # upserts without a save: RAM stays bounded (the next save writes)
 
     def delete(self, ids: Sequence[int]) -> None:
         """Remove passages by id; unknown ids are ignored."""
         id_array = check_ids(ids)
-        with self._lock:
+        with self._main_lock_if_flat(), self._lock:
             slots = faiss_fields.slots_of(self._db, id_array)
             if len(slots) == 0:
                 return
@@ -266,18 +275,29 @@ class FaissStore(FaissSearch):
             self._changed()
 
     def save(self) -> None:
-        """Make every change durable: append the recent vectors to the log, or, when a merge,
-        conversion or compaction is due, write the main index atomically; then commit the side table."""
+        """Make every change durable: append the recent vectors to the log and commit the side table.
+        A merge into a flat main index, a conversion, a compaction and the first write are done here
+        (the main index written atomically); merges into a compressed one in the background."""
+        self._raise_merge_error()
         with self._lock:
             file = self.path / INDEX_FILE
             if not self._dirty and file.exists():
                 return
-            try:
-                if self._main_dirty or not file.exists() or self._merge_due():
-                    self._write_main(file)
-                else:
+            merging = self.merging
+            if merging or not (self._main_dirty or not file.exists() or self._write_due()):
+                try:
                     self._recent.persist()  # the log first: a crash now leaves records replay skips
                     self._db.commit()
+                except (OSError, RuntimeError, sqlite3.Error) as exc:
+                    raise VectorStoreError(f"could not save the FAISS store at {self.path}: {exc}") from exc
+                self._dirty = False
+                if not merging and self._recent.ntotal > self.recent_limit:
+                    faiss_merge.start(self, file)
+                return
+        self.wait_for_merge()
+        with self._main_lock, self._lock:
+            try:
+                self._write_main(file)
             except (OSError, RuntimeError, sqlite3.Error) as exc:
                 raise VectorStoreError(f"could not save the FAISS store at {self.path}: {exc}") from exc
             self._dirty = False
@@ -285,19 +305,26 @@ class FaissStore(FaissSearch):
     def _write_main(self, file: Path) -> None:
         self._merge_recent()
         self._maybe_rebuild()
-        tmp = file.with_name(file.name + ".tmp")
-        faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, file)  # the index first: a crash now leaves orphans _reconcile drops
+        faiss_merge.write_index_file(self._index, file)  # the index first: a crash now leaves orphans
         self._db.commit()
         self._recent.remove_log()  # after the commit: a crash before it leaves records replay skips
         self._main_dirty = False
 
-    def _merge_due(self) -> bool:
-        stored = self._index.ntotal + self._recent.ntotal
-        upward = faiss_kinds.rank(self.plan.kind_for(self._count)) > faiss_kinds.rank(self.kind)
-        return upward or self._recent.ntotal > self.recent_limit or self.dead > self.compact_fraction * stored
+    def _upward(self) -> bool:
+        return faiss_kinds.rank(self.plan.kind_for(self._count)) > faiss_kinds.rank(self.kind)
+
+    def _write_due(self) -> bool:
+        """Whether `save` must write the main index itself (else the log, and maybe a background merge)."""
+        stored = self._main_ntotal + self._recent.ntotal
+        synchronous_merge = self.kind == "flat" or not self.background_merges
+        return (
+            self._upward()
+            or (synchronous_merge and self._recent.ntotal > self.recent_limit)
+            or self.dead > self.compact_fraction * stored
+        )
+
+    def _main_lock_if_flat(self) -> Any:
+        return self._main_lock if self.kind == "flat" else contextlib.nullcontext()
 
     def _merge_recent(self) -> None:
         """Move the live recent vectors into the main index (one insertion for all of them)."""
@@ -307,6 +334,7 @@ class FaissStore(FaissSearch):
             if live.any():
                 self._writable()
                 self._index.add_with_ids(self._recent.vectors()[live], slots[live])
+                self._main_ntotal = int(self._index.ntotal)
             self._recent.clear()
             self._main_dirty = True
             self._changed()
@@ -332,6 +360,7 @@ class FaissStore(FaissSearch):
             self._index = self._new("flat")
         else:
             self._index = faiss_kinds.rebuilt(self._index, live, slots[live], target, self.plan)
+        self._main_ntotal = int(self._index.ntotal)
         self._main_dirty = True
         self._changed()
 
@@ -364,6 +393,7 @@ class FaissStore(FaissSearch):
                     "count": self._count,
                     "dead": self.dead,
                     "recent": self._recent.ntotal,
+                    "merging": self.merging,
                     "dim": self.dim,
                     "mapped": faiss_kinds.mapped_part(self.kind) if self.mapped else "",
                     "path": str(self.path),
@@ -372,10 +402,12 @@ class FaissStore(FaissSearch):
             return {"ok": False, "detail": f"FAISS store at {self.path} failed: {exc}", "backend": "faiss"}
 
     def close(self) -> None:
-        """Save pending changes and release the side table."""
+        """Wait for a background merge, save pending changes and release the side table."""
+        self.wait_for_merge()
+        if self._dirty:
+            self.save()
+        self.wait_for_merge()
         with self._lock:
-            if self._dirty:
-                self.save()
             self._db.close()
 
     def __enter__(self) -> FaissStore:
