@@ -46,7 +46,7 @@ class IndexPlan:
     ivf_limit: int | None = None
     mid_kind: str = "hnsw_sq8"
     hnsw_m: int = 32
-    ef_construction: int = 200
+    ef_construction: int = 100
     ef_search: int = 256
     nlist: int | None = None
     nprobe: int = 64

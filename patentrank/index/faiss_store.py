@@ -90,7 +90,7 @@ class FaissStore(FaissSearch, BackgroundMerges):
         ivf_threshold: int | None = None,
         compressed: bool = True,
         hnsw_m: int = 32,
-        ef_construction: int = 200,
+        ef_construction: int = 100,
         ef_search: int = 256,
         nprobe: int = 64,
         nlist: int | None = None,
