@@ -171,6 +171,17 @@ def commit_table(results: list[dict[str, Any]]) -> str:
     )
     rows.append(
         [
+            "after it: a background merge it started (searches wait; not in the total)",
+            *[
+                "-"
+                if "background_merge_after_s" not in r["commit"]
+                else f"{r['commit']['background_merge_after_s']:.2f} s"
+                for r in results
+            ],
+        ]
+    )
+    rows.append(
+        [
             "synthetic embedding / benchmark bookkeeping (inside the total)",
             *[
                 f"{s['embedding']:.2f} s / {s[HOOKS]:.2f} s"
