@@ -65,7 +65,7 @@ INDEXING_ROWS = (
     ("analysis", "analysis (jieba search mode + Snowball)"),
     ("docstore", "docstore (SQLite upserts, journal)"),
     ("lexical engine", "lexical engine (staging, commits; analysis excluded)"),
-    ("vectors", "vector store (upserts, saves)"),
+    ("vectors", "vector store (upserts, saves, waits; its background merges overlap the other stages)"),
     ("PatentIndex own work", "PatentIndex own work"),
 )
 
