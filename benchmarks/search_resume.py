@@ -37,6 +37,10 @@ class BuildRecord:
 
     def __init__(self, work: Path, data: dict[str, Any]) -> None:
         self.work, self.data = work, data
+        self.uncommitted: list[Any] = []  # passages of the patents stored after the last commit
+        self.unlogged: list[Any] = []  # of those, the ones already in the vector store
+        self._part_started: str | None = None
+        self._chars_from = 0
 
     @classmethod
     def new(cls, work: Path, size: int, dim: int, seed: int, hnsw_threshold: int | None) -> BuildRecord:
@@ -105,7 +109,7 @@ class BuildRecord:
     def fill_log_gaps(self, probe: Probe) -> int:
         """After `sync`: log the uncommitted passages that were already in the vector store (a stop
         between the store's save and this record), so the ground truth holds every stored vector."""
-        missing = getattr(self, "unlogged", [])
+        missing = self.unlogged
         if missing:
             vectors = probe.world.vectors([(p.patent_id, p.ordinal) for p in missing])
             fields = probe.index.docstore.get_fields([p.passage_id for p in missing])
@@ -121,11 +125,11 @@ class BuildRecord:
         """After a commit: save the log's new rows, then this part's clocks (replacing its last entry)."""
         began = time.perf_counter()
         part = {
-            "started_at": getattr(self, "_part_started", None),
+            "started_at": self._part_started,
             "wall_s": wall_s,
             "passages": probe.passages,
             "patents": probe.world.patents_made,
-            "chars": probe.chars - getattr(self, "_chars_from", 0),
+            "chars": probe.chars - self._chars_from,
             "stages_s": {**{s: probe.clock.seconds(s) for s in STAGES}, "generation": probe.world.generate_s},
             "rss_peak_bytes": rss_peak,
             "others_cores": others.so_far(),
@@ -149,12 +153,11 @@ class BuildRecord:
 
     def begin_part(self, probe: Probe) -> None:
         self._part_started = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S}"
-        self._chars_from = probe.chars - sum(len(p.text) for p in getattr(self, "uncommitted", []))
+        self._chars_from = probe.chars - sum(len(p.text) for p in self.uncommitted)
 
     def earlier_parts(self) -> list[dict[str, Any]]:
         """The parts before this process's, as of their last commits."""
-        mine = getattr(self, "_part_started", None)
-        return [p for p in self.data["parts"] if p.get("started_at") != mine]
+        return [p for p in self.data["parts"] if p.get("started_at") != self._part_started]
 
 
 def with_earlier_parts(stats: dict[str, Any], earlier: list[dict[str, Any]]) -> dict[str, Any]:

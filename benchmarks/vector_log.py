@@ -32,7 +32,7 @@ class VectorLog:
         self.codes: dict[str, int] = {}  # normalised IPC code -> bit
         self.jurisdictions: dict[str, int] = {"": 0}
         self.column: dict[str, np.ndarray] = {}
-        self._saved_rows = 0  # rows whose columns `save_new_rows` has written
+        self._unsaved: dict[str, list[np.ndarray]] = {}  # columns of rows `save_new_rows` has not written
 
     def save_new_rows(self, folder: Path) -> dict[str, Any]:
         """Write the columns of the rows appended since the last call to `folder/<rows>.npz`, flush the
@@ -40,12 +40,10 @@ class VectorLog:
         self._file.flush()
         os.fsync(self._file.fileno())
         folder.mkdir(parents=True, exist_ok=True)
-        columns = {n: np.concatenate(v) for n, v in self._columns.items()} if self._columns else {}
-        self._columns = {n: [v] for n, v in columns.items()}
-        new = {n: v[self._saved_rows :] for n, v in columns.items()}
-        if self.rows > self._saved_rows:
+        if self._unsaved:
+            new = {name: np.concatenate(parts) for name, parts in self._unsaved.items()}
             np.savez(folder / f"{self.rows:012d}.npz", **new)
-        self._saved_rows = self.rows
+        self._unsaved = {}
         return {"rows": self.rows, "codes": self.codes, "jurisdictions": self.jurisdictions}
 
     @classmethod
@@ -62,7 +60,7 @@ class VectorLog:
         log._columns = {n: [np.concatenate([p[n] for p in parts])] for n in parts[0]} if parts else {}
         if sum(len(p["id"]) for p in parts) != log.rows:
             raise RuntimeError(f"the vector log's saved columns in {folder} do not add up to {log.rows} rows")
-        log._saved_rows, log.column = log.rows, {}
+        log._unsaved, log.column = {}, {}
         log._file = open(path, "r+b")  # noqa: SIM115 - kept open while the index is written
         log._file.truncate(log.rows * dim * 4)
         log._file.seek(0, os.SEEK_END)
@@ -89,6 +87,7 @@ class VectorLog:
         }
         for name, values in cols.items():
             self._columns.setdefault(name, []).append(values)
+            self._unsaved.setdefault(name, []).append(values)
 
     def _code_bits(self, codes: Sequence[str]) -> int:
         bits = 0
