@@ -17,6 +17,7 @@ import pytest
 from patentrank.config import Settings
 from patentrank.errors import InputError
 from patentrank.index.base import VectorStore
+from patentrank.index.faiss_search import AllowedSlots
 from patentrank.index.faiss_store import FIELDS_FILE, INDEX_FILE, RECENT_FILE, FaissStore
 from patentrank.index.filters import PassageFields, SearchFilter
 from patentrank.index.milvus_store import MilvusStore
@@ -306,7 +307,11 @@ def test_faiss_filter_columns_agree_with_matches_and_the_side_table_sql(tmp_path
     for i in ids[5:10].tolist():
         del current[i]
     side_table = sqlite3.connect(tmp_path / "cols" / FIELDS_FILE)
-    for flt in [*FILTERS, SearchFilter(languages=["fr"]), SearchFilter(jurisdictions=["CN"])]:
+    many = [  # more than four wanted codes take numpy's isin instead of equality tests
+        SearchFilter(languages=["fr", "zh", "en", "de", "ja", "xx"]),
+        SearchFilter(jurisdictions=["CN", "US", "EP", "JP", "KR", "TW", "ZZ"], after="2005-01-01"),
+    ]
+    for flt in [*FILTERS, SearchFilter(languages=["fr"]), SearchFilter(jurisdictions=["CN"]), *many]:
         want = sorted(i for i, f in current.items() if flt.matches(f))
         assert store.matching_ids(flt).tolist() == want, flt
         where, params = flt.to_sql()
@@ -319,6 +324,17 @@ def test_faiss_filter_columns_agree_with_matches_and_the_side_table_sql(tmp_path
     assert reopened.matching_ids(FILTERS[7]).tolist() == sorted(
         i for i, f in current.items() if FILTERS[7].matches(f)
     )
+
+
+def test_allowed_slots_count_and_list_the_mask_at_every_boundary() -> None:
+    rng = np.random.default_rng(3)
+    for size in (1, 7, 8, 9, 63, 64, 1001):
+        mask = rng.random(size) < 0.3
+        allowed = AllowedSlots(mask)
+        assert allowed.total == mask.sum() and allowed.slots().tolist() == np.flatnonzero(mask).tolist()
+        for end in {0, 1, 7, 8, 9, size // 2, size - 1, size, size + 5}:
+            assert allowed.count_below(end) == mask[:end].sum(), (size, end)
+            assert allowed.slots_below(end).tolist() == np.flatnonzero(mask[:end]).tolist(), (size, end)
 
 
 def test_faiss_unsaved_changes_are_dropped_consistently_after_a_crash(tmp_path: Path, corpus) -> None:

@@ -17,6 +17,43 @@ from patentrank.index.filters import SearchFilter
 from patentrank.index.stores import check_queries
 
 
+class AllowedSlots:
+    """The slots a filter lets through, kept as the bitmap FAISS reads (n/8 bytes, against 8 bytes per
+    matching slot for a list); the sorted slots are unpacked only for the brute-force path.
+
+    Example:
+        >>> allowed = AllowedSlots(np.array([True, False, True, True]))
+        >>> allowed.total, allowed.count_below(3), allowed.slots_below(3).tolist()
+        (3, 2, [0, 2])
+    """
+
+    __slots__ = ("bitmap", "size", "total")
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.bitmap = np.packbits(mask, bitorder="little")  # IDSelectorBitmap's byte and bit order
+        self.size = len(mask)
+        self.total = int(np.count_nonzero(mask))
+
+    def count_below(self, end: int) -> int:
+        """How many allowed slots are below `end`."""
+        end = min(end, self.size)
+        whole = int(np.bitwise_count(self.bitmap[: end // 8]).sum())
+        return whole + int(np.count_nonzero(self._bits(end // 8 * 8, end)))
+
+    def slots_below(self, end: int) -> np.ndarray:
+        """The allowed slots below `end`, increasing."""
+        return np.flatnonzero(self._bits(0, min(end, self.size)))
+
+    def slots(self) -> np.ndarray:
+        """Every allowed slot, increasing."""
+        return self.slots_below(self.size)
+
+    def _bits(self, start: int, end: int) -> np.ndarray:
+        """The mask over slots [start, end); `start` is a multiple of 8."""
+        unpacked = np.unpackbits(self.bitmap[start // 8 : (end + 7) // 8], bitorder="little")
+        return unpacked[: end - start].view(bool)
+
+
 class FaissSearch:
     """The read path of `FaissStore` (mixed into it; the attributes are the store's).
 
@@ -35,7 +72,8 @@ class FaissSearch:
     _lock: threading.RLock
     _main_lock: threading.RLock
     _main_ntotal: int
-    _allowed_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]]
+    _allowed_cache: OrderedDict[tuple[Any, ...], AllowedSlots]
+    _live_cache: tuple[tuple[int, int], np.ndarray]
     _slot_ids: np.ndarray
     _next_slot: int
     _count: int
@@ -63,8 +101,15 @@ class FaissSearch:
     def _slots_of_patents(self, patent_ids: list[str]) -> list[int]:
         raise NotImplementedError
 
-    def _allowed(self, flt: SearchFilter | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """(matching slots, their bitmap) or None when every vector in the index may be returned."""
+    def _live(self) -> np.ndarray:
+        """Boolean mask of the slots that hold a stored passage, kept until the next change."""
+        key = (self._version, self._next_slot)
+        if self._live_cache[0] != key:
+            self._live_cache = (key, self._slot_ids[: self._next_slot] >= 0)
+        return self._live_cache[1]
+
+    def _allowed(self, flt: SearchFilter | None) -> AllowedSlots | None:
+        """The slots `flt` lets through, or None when every vector in the index may be returned."""
         if (flt is None or flt.is_empty()) and self.dead == 0:
             return None
         flt = flt or SearchFilter()
@@ -72,9 +117,7 @@ class FaissSearch:
             flt.code_prefixes, flt.languages, flt.jurisdictions, flt.exclude_patents)))  # fmt: skip
         cached = self._allowed_cache.get(key)
         if cached is None:
-            live = self._slot_ids[: self._next_slot] >= 0
-            mask = self._columns.mask(flt, live, self._slots_of_patents)
-            cached = (np.flatnonzero(mask), np.packbits(mask, bitorder="little"))
+            cached = AllowedSlots(self._columns.mask(flt, self._live(), self._slots_of_patents))
             self._allowed_cache[key] = cached
             if len(self._allowed_cache) > 32:
                 self._allowed_cache.popitem(last=False)
@@ -84,7 +127,7 @@ class FaissSearch:
         """Sorted ids of the stored passages that `flt` lets through (what searches draw from)."""
         with self._lock:
             allowed = self._allowed(flt)
-            slots = np.flatnonzero(self._slot_ids[: self._next_slot] >= 0) if allowed is None else allowed[0]
+            slots = np.flatnonzero(self._live()) if allowed is None else allowed.slots()
             return np.sort(self._slot_ids[slots])
 
     def search(
@@ -94,11 +137,11 @@ class FaissSearch:
         matrix = check_queries(queries, k, self.dim)
         with self._main_lock, self._lock:  # in this order everywhere: a background merge holds the first
             allowed = self._allowed(flt)
-            if self._count == 0 or (allowed is not None and len(allowed[0]) == 0):
+            if self._count == 0 or (allowed is not None and allowed.total == 0):
                 return [[] for _ in range(len(matrix))]
             scores, slots = self._search_main(matrix, k, allowed)
             if self._recent.ntotal:
-                recent = self._recent.search(matrix, k, None if allowed is None else allowed[1])
+                recent = self._recent.search(matrix, k, None if allowed is None else allowed.bitmap)
                 scores, slots = _best_of(k, (scores, slots), recent)
             return [
                 [(int(self._slot_ids[s]), float(d)) for s, d in zip(row_s, row_d, strict=True) if s >= 0]
@@ -106,29 +149,31 @@ class FaissSearch:
             ]
 
     def _search_main(
-        self, matrix: np.ndarray, k: int, allowed: tuple[np.ndarray, np.ndarray] | None
+        self, matrix: np.ndarray, k: int, allowed: AllowedSlots | None
     ) -> tuple[np.ndarray, np.ndarray]:
         if self._index.ntotal == 0:
             return np.full((len(matrix), k), -np.inf, np.float32), np.full((len(matrix), k), -1, np.int64)
         if self.kind == "flat":
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(allowed[1])) if allowed else None
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(allowed.bitmap)) if allowed else None
             return self._index.search(matrix, k, params=params)
         ivf = self.kind == "ivf_sq8"
         width = self.plan.nprobe if ivf else max(self.plan.ef_search, k)
         if allowed is None:
             return self._index.search(matrix, k, params=self._params(width, None))
-        in_main = allowed[0][: np.searchsorted(allowed[0], self._main_end)]  # slots are sorted
-        recent_live = np.count_nonzero(self._slot_ids[self._main_end : self._next_slot] >= 0)
+        in_main = allowed.count_below(self._main_end)
+        recent_live = np.count_nonzero(self._live()[self._main_end :])
         main_count = self._count - int(recent_live)
-        if len(in_main) <= self.exact_filter_limit or len(in_main) < 0.02 * main_count:
-            return self._search_exact(matrix, k, in_main)
+        if in_main <= self.exact_filter_limit or in_main < 0.02 * main_count:
+            return self._search_exact(matrix, k, allowed.slots_below(self._main_end))
         # A filter that keeps a fraction s of the passages needs a beam (or lists) about 1/s times wider.
         limit = faiss.downcast_index(self._index.index).nlist if ivf else 4096
-        widened = max(min(int(width * main_count / len(in_main)), limit), width)
-        scores, slots = self._index.search(matrix, k, params=self._params(widened, allowed[1]))
-        short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, len(in_main)))
+        widened = max(min(int(width * main_count / in_main), limit), width)
+        scores, slots = self._index.search(matrix, k, params=self._params(widened, allowed.bitmap))
+        short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, in_main))
         if len(short):
-            scores[short], slots[short] = self._search_exact(matrix[short], k, in_main)
+            scores[short], slots[short] = self._search_exact(
+                matrix[short], k, allowed.slots_below(self._main_end)
+            )
         return scores, slots
 
     def _params(self, width: int, bitmap: np.ndarray | None) -> Any:

@@ -19,7 +19,7 @@ from patentrank.index.faiss_columns import FilterColumns
 from patentrank.index.faiss_kinds import IndexPlan
 from patentrank.index.faiss_merge import BackgroundMerges
 from patentrank.index.faiss_recent import RecentVectors
-from patentrank.index.faiss_search import FaissSearch
+from patentrank.index.faiss_search import AllowedSlots, FaissSearch
 from patentrank.index.filters import PassageFields
 from patentrank.index.stores import VectorStoreError, check_ids, check_upsert
 
@@ -119,7 +119,8 @@ class FaissStore(FaissSearch, BackgroundMerges):
         self.background_merges = background_merges
         self._merger: threading.Thread | None = None
         self._merge_error: BaseException | None = None
-        self._allowed_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._allowed_cache: OrderedDict[tuple[Any, ...], AllowedSlots] = OrderedDict()
+        self._live_cache: tuple[tuple[int, int], np.ndarray] = ((-1, -1), np.zeros(0, dtype=bool))
         self._version = 0
         self._slots_version = -1
         self._slots_cache = np.zeros(0, dtype=np.int64)
