@@ -81,7 +81,14 @@ class BuildRecord:
         stored = index.docstore.count_patents()
         committed = int(self.data.get("committed_patents", stored))
         began = time.perf_counter()
-        patents = [world.next_patent() for _ in range(stored)]
+        # Keep only the patents needed below: a list of every replayed patent (10 GB of text at 6M
+        # passages) stays in the process's heap after it is freed and evicts the index from the page cache.
+        first_patent, patents_after = None, []
+        for number in range(stored):
+            patent = world.next_patent()
+            first_patent = first_patent or patent
+            if number >= committed:
+                patents_after.append(patent)
         replay_s = time.perf_counter() - began
         world.generate_s -= replay_s  # the replay is not indexing work
         vector_log = VectorLog.reopen(log_path, world.dim, self.work / LOG_COLUMNS, self.data["log"])
@@ -89,10 +96,10 @@ class BuildRecord:
         probe.install()
         # The patents after the last commit: their passages wait in the journal, and the synthetic
         # embedder finds each one's vector by its text when `sync` embeds them.
-        uncommitted = [p for patent in patents[committed:] for p in index.passages_for(patent)]
+        uncommitted = [p for patent in patents_after for p in index.passages_for(patent)]
         index.embedder.patent_of_text.update((p.text, (p.patent_id, p.ordinal)) for p in uncommitted)
         index.embedder.keep_texts = True
-        probe.sample = [p.text for p in index.passages_for(patents[0])] if patents else []
+        probe.sample = [p.text for p in index.passages_for(first_patent)] if first_patent else []
         probe.sample += [p.text for p in uncommitted[:3000]]
         probe.passages = index.docstore.count_passages()
         committed_chars = sum(int(part.get("chars", 0)) for part in self.data["parts"])
