@@ -12,6 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
+from patentrank.index import faiss_kinds
 from patentrank.index.faiss_store import INDEX_FILE, RECENT_FILE, FaissStore
 from patentrank.index.filters import PassageFields, SearchFilter
 
@@ -276,3 +277,42 @@ def test_files_in_the_earlier_format_open_and_convert(tmp_path: Path, data: Any,
     rest = slice(N // 3, N)
     want = brute_force(ids[rest], vectors[rest], fields[rest], queries, K)
     assert recall(store.search(queries, K), want) >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["hnsw_sq8", "hnsw"])
+def test_brute_force_over_gathered_codes_equals_faiss_own(
+    data: Any, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids, vectors, _, queries = data
+    if kind == "hnsw_sq8":
+        inner = faiss.IndexHNSWSQ(DIM, faiss.ScalarQuantizer.QT_8bit, 16, faiss.METRIC_INNER_PRODUCT)
+        inner.train(vectors)
+    else:
+        inner = faiss.IndexHNSWFlat(DIM, 16, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIDMap(inner)
+    index.add_with_ids(vectors, ids)
+    monkeypatch.setattr(faiss_kinds, "DECODE_BLOCK", 256)  # several blocks, so their merge is tested
+    rng = np.random.default_rng(5)
+
+    def both(positions: np.ndarray, k: int) -> tuple[Any, Any]:
+        mask = np.zeros(index.ntotal, dtype=bool)
+        mask[positions] = True
+        theirs = faiss_kinds.search_all_codes(index, queries, k, np.packbits(mask, bitorder="little"))
+        return faiss_kinds.search_codes_at(index, queries, k, positions), theirs
+
+    def agree(mine: Any, theirs: Any) -> bool:
+        (scores, found), (their_scores, their_found) = mine, theirs
+        real = their_found >= 0  # FAISS pads short rows with -1 and -FLT_MAX; we pad with -1 and -inf
+        close = np.abs(np.where(real, scores - their_scores, 0)) < 1e-5
+        # Ranks may swap only between scores that tie within float rounding (BLAS vs FAISS's kernel).
+        return bool(close.all() and (found[~real] == -1).all() and (close | (found == their_found)).all())
+
+    for size, k in ((0, 10), (7, 10), (150, 100), (3000, 100), (N, 10)):
+        positions = np.sort(rng.choice(N, size, replace=False))
+        mine, theirs = both(positions, k)
+        assert agree(mine, theirs), (kind, size, k)
+        assert ((mine[1] >= 0).sum(axis=1) == min(k, size)).all()
+    # Negative control: a set one position off gives other neighbours, so the comparison can fail.
+    positions = np.sort(rng.choice(N - 1, 3000, replace=False))
+    mine, theirs = both(positions, 100)
+    assert not agree(faiss_kinds.search_codes_at(index, queries, 100, positions + 1), theirs)

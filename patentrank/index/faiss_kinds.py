@@ -225,3 +225,39 @@ def search_all_codes(
         )  # fmt: skip
         return scores, positions
     raise VectorStoreError("exact search inside the index needs HNSW or IVF")
+
+
+DECODE_BLOCK = 32_768  # vectors decoded at a time: 32 MiB of float32 at 256-d
+
+
+def search_codes_at(
+    index: Any, matrix: np.ndarray, k: int, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force over the vectors at inner `positions` (increasing). Returns (scores, inner positions).
+
+    For an HNSW index the positions' codes are gathered and decoded by the storage's own decoder
+    (`sa_decode`), then scored with one matrix product, so the cost follows the matching set. FAISS's
+    own brute force with a selector tests every code of the index: 2.4 ns each, 24 ms of a 10M index
+    for any filter. IVF keeps its codes in lists, so it takes that path (`search_all_codes`).
+    """
+    inner = faiss.downcast_index(index.index)
+    storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else None
+    if not isinstance(storage, faiss.IndexFlatCodes) or storage.metric_type != faiss.METRIC_INNER_PRODUCT:
+        mask = np.zeros(max(index.ntotal, 1), dtype=bool)
+        mask[positions] = True
+        return search_all_codes(index, matrix, k, np.packbits(mask, bitorder="little"))
+    codes = faiss.rev_swig_ptr(storage.codes.data(), storage.ntotal * storage.code_size)
+    codes = codes.reshape(storage.ntotal, storage.code_size)
+    queries = np.ascontiguousarray(matrix, dtype=np.float32)
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_positions = np.full((len(queries), k), -1, dtype=np.int64)
+    for start in range(0, len(positions), DECODE_BLOCK):
+        block = positions[start : start + DECODE_BLOCK]
+        scores = np.concatenate([best_scores, queries @ storage.sa_decode(codes[block]).T], axis=1)
+        found = np.concatenate([best_positions, np.broadcast_to(block, (len(queries), len(block)))], axis=1)
+        if scores.shape[1] > k:
+            keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            scores, found = np.take_along_axis(scores, keep, axis=1), np.take_along_axis(found, keep, axis=1)
+        best_scores, best_positions = scores, found
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_positions, order, axis=1)

@@ -57,13 +57,14 @@ class AllowedSlots:
 class FaissSearch:
     """The read path of `FaissStore` (mixed into it; the attributes are the store's).
 
-    A filter is evaluated over `FilterColumns` into matching slots and a bitmap. Flat indexes search
-    exactly with the bitmap as an IDSelector. The approximate kinds search a small matching set
-    (at most `exact_filter_limit`, or under 2% of the passages) by brute force over the index's own
-    codes; a larger one with the beam (HNSW efSearch) or the probed lists (IVF nprobe) widened by
-    1/selectivity, answering any row that comes back short by brute force. The recent vectors (slots
-    from `_main_end` on, not yet merged into the main index) are searched exactly beside it, with the
-    same bitmap, and the two lists merged by score.
+    A filter is evaluated over `FilterColumns` into a bitmap of matching slots (`AllowedSlots`). Flat
+    indexes search exactly with the bitmap as an IDSelector. The approximate kinds search a small
+    matching set (at most `exact_filter_limit`, or under 2% of the passages) by brute force over the
+    index's own codes, gathered for just those vectors (`faiss_kinds.search_codes_at`); a larger one
+    with the beam (HNSW efSearch) or the probed lists (IVF nprobe) widened by 1/selectivity, answering
+    any row that comes back short by brute force. The recent vectors (slots from `_main_end` on, not
+    yet merged into the main index) are searched exactly beside it, with the same bitmap, and the two
+    lists merged by score.
     """
 
     dim: int
@@ -189,8 +190,7 @@ class FaissSearch:
             self._slots_version = self._version
         index_slots = self._slots_cache  # increasing: slots are appended in order, never reordered
         positions = np.searchsorted(index_slots, allowed)
-        bitmap = _bitmap(positions, len(index_slots))
-        scores, found = faiss_kinds.search_all_codes(self._index, matrix, k, bitmap)
+        scores, found = faiss_kinds.search_codes_at(self._index, matrix, k, positions)
         slots = np.where(found >= 0, index_slots[np.maximum(found, 0)], -1)
         return scores, slots
 
@@ -202,9 +202,3 @@ def _best_of(k: int, *lists: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray,
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(slots, order, axis=1)
 
-
-def _bitmap(members: np.ndarray, size: int) -> np.ndarray:
-    """One bit per id below `size`, set for `members`, in the byte/bit order IDSelectorBitmap reads."""
-    mask = np.zeros(max(size, 1), dtype=bool)
-    mask[members] = True
-    return np.packbits(mask, bitorder="little")
