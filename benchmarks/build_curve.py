@@ -31,13 +31,25 @@ def progress_points(text: str) -> list[tuple[int, float]]:
 
 
 def rates(points: list[tuple[int, float]], window: int) -> list[tuple[float, float]]:
-    """(passages at the window's middle, passages/s over the window); a clock that goes back (a resumed
-    part) starts a new series without a point across the gap."""
+    """(passages at the window's middle, passages/s over the window). A clock that goes back starts a
+    resumed part: its first line shows 0, its second the passages already stored, so the series starts
+    again from that second line, after a (nan, nan) point that breaks the drawn line.
+
+    Example (a part stopped at 300 passages, resumed from 250):
+        >>> rates([(0, 0.0), (100, 1.0), (300, 3.0), (0, 0.0), (250, 1.0), (450, 3.0)], 150)
+        [(150.0, 100.0), (nan, nan), (350.0, 100.0)]
+    """
     out: list[tuple[float, float]] = []
-    start = points[0] if points else (0, 0.0)
+    start: tuple[int, float] | None = points[0] if points else None
+    last_seconds = start[1] if start else 0.0
     for done, seconds in points[1:]:
-        if seconds < start[1]:  # a new part: its clock restarted
-            start = (done, seconds)
+        if seconds < last_seconds:  # a new part: its clock restarted
+            start = None
+            if out:
+                out.append((float("nan"), float("nan")))
+        last_seconds = seconds
+        if start is None:
+            start = (done, seconds) if done > 0 else None
             continue
         if done - start[0] >= window and seconds > start[1]:
             out.append(((done + start[0]) / 2, (done - start[0]) / (seconds - start[1])))
